@@ -1,0 +1,17 @@
+//! pg_mask_core: everything pg_mask does that needs no PostgreSQL.
+//!
+//! - [`keyring`]: parsing the key ring configuration (`kid:base64key, …`) into ready ciphers.
+//! - [`token`]: the masked-token format (`pm1.<kid>.<base64url>`), deterministic AES-256-GCM-SIV.
+//! - [`login`]: validation of one SQS login-event body into the `user_logins` columns.
+//! - [`app_version`]: the `x.y.z` → integer encoding of `app_version`.
+//!
+//! Nothing here may format key material or plaintext into an error, a `Debug` impl or a log
+//! line: errors name settings, entries, fields and positions, never values.
+
+pub mod app_version;
+pub mod keyring;
+pub mod login;
+pub mod token;
+
+pub use keyring::{KeyRing, KeyRingError};
+pub use token::TokenError;
