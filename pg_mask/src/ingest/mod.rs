@@ -1,0 +1,24 @@
+//! The masked ingest path for SQS login events.
+//!
+//! A client runs `COPY login_ingest (message_id, sent_at, body) FROM STDIN` into a view that has
+//! two triggers from this module:
+//! - [`row::ingest_login_events`] (INSTEAD OF INSERT, FOR EACH ROW): validates the body with
+//!   [`pg_mask_core::login`] and buffers either a row for the logins table or a reject;
+//! - [`flush::ingest_flush`] (AFTER INSERT, FOR EACH STATEMENT): writes the buffer out with one
+//!   set-based `INSERT … SELECT FROM unnest(…) ON CONFLICT (message_id) DO NOTHING` per table.
+//!
+//! The tables' own `mask_columns` triggers mask `ip`, `device_id` and the reject payload, so
+//! plaintext lives only in this backend's memory between a row and its flush, never in a
+//! relation, the WAL or a log line. A bad body never raises: it becomes a reject.
+//! [`stats::ingest_stats`] reports what the current transaction loaded.
+
+mod buffer;
+mod flush;
+mod row;
+mod stats;
+mod target;
+
+/// Registers the transaction callbacks that keep the buffer honest across aborts.
+pub fn init() {
+    buffer::register_callbacks();
+}

@@ -1,0 +1,170 @@
+//! Where an ingest view writes: the logins table and the rejects table named in the row
+//! trigger's arguments, their prepared INSERT statements, and their column widths.
+//!
+//! Resolved once per trigger and kept for the life of the backend; the column widths (which
+//! bound what validation accepts) are re-read once per transaction, so an `ALTER TABLE … TYPE
+//! varchar(n)` is honoured from the next transaction on. Prepared plans are SPI-kept and
+//! re-planned by PostgreSQL itself when the tables change.
+
+use crate::error::MaskError;
+use pg_mask_core::login::Limits;
+use pg_mask_core::token::max_plaintext_len;
+use pgrx::prelude::*;
+use pgrx::spi::{OwnedPreparedStatement, SpiClient};
+use pgrx::{pg_sys, PgOid};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+/// Width of a column in characters; `usize::MAX` for text or unbounded varchar.
+#[derive(Clone, Copy, Debug)]
+pub struct Widths {
+    pub user_id: usize,
+    pub device_type: usize,
+    pub locale: usize,
+    pub masked_ip: usize,
+    pub masked_device_id: usize,
+}
+
+impl Widths {
+    /// Validation limits for a key id of `kid_len` characters.
+    pub fn limits(&self, kid_len: usize) -> Limits {
+        let masked = self.masked_ip.min(self.masked_device_id);
+        let masked_bytes = if masked == usize::MAX { usize::MAX } else { max_plaintext_len(kid_len, masked) };
+        Limits {
+            user_id_chars: self.user_id,
+            device_type_chars: self.device_type,
+            locale_chars: self.locale,
+            masked_bytes,
+        }
+    }
+}
+
+pub struct Target {
+    pub insert_logins: OwnedPreparedStatement,
+    pub insert_rejects: OwnedPreparedStatement,
+    logins_table: String,
+    widths: Cell<Widths>,
+    widths_read_in: Cell<pg_sys::TimestampTz>,
+}
+
+impl Target {
+    pub fn widths(&self) -> Result<Widths, MaskError> {
+        // SAFETY: called from a trigger, inside a transaction.
+        let now = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
+        if self.widths_read_in.get() != now {
+            let w = Spi::connect(|client| read_widths(client, &self.logins_table))?;
+            self.widths.set(w);
+            self.widths_read_in.set(now);
+        }
+        Ok(self.widths.get())
+    }
+}
+
+thread_local! {
+    static TARGETS: RefCell<HashMap<pg_sys::Oid, Rc<Target>>> = RefCell::new(HashMap::new());
+}
+
+/// The target of the trigger being fired.
+pub fn for_trigger(trigger: &PgTrigger<'_>) -> Result<Rc<Target>, MaskError> {
+    let tgoid = trigger.trigger().tgoid;
+    if let Some(t) = TARGETS.with_borrow(|m| m.get(&tgoid).cloned()) {
+        return Ok(t);
+    }
+    let args = trigger.extra_args().map_err(|e| MaskError::Trigger(e.to_string()))?;
+    let [logins, rejects] = args.as_slice() else {
+        return Err(MaskError::Trigger(
+            "ingest_login_events needs two arguments: the logins table and the rejects table".into(),
+        ));
+    };
+    let target = Rc::new(Spi::connect(|client| prepare(client, logins, rejects))?);
+    TARGETS.with_borrow_mut(|m| m.insert(tgoid, Rc::clone(&target)));
+    Ok(target)
+}
+
+fn spi_err(e: impl std::fmt::Display) -> MaskError {
+    MaskError::Spi(e.to_string())
+}
+
+/// `schema.table` or `table`, each part quoted as an identifier.
+fn quote_qualified(name: &str) -> String {
+    name.split('.').map(pgrx::spi::quote_identifier).collect::<Vec<_>>().join(".")
+}
+
+fn prepare(client: &SpiClient<'_>, logins: &str, rejects: &str) -> Result<Target, MaskError> {
+    let logins_table = quote_qualified(logins);
+    let rejects_table = quote_qualified(rejects);
+    let text_arr = PgOid::from(pg_sys::TEXTARRAYOID);
+    let ts_arr = PgOid::from(pg_sys::TIMESTAMPTZARRAYOID);
+    let int_arr = PgOid::from(pg_sys::INT4ARRAYOID);
+    // Sorted input (see flush.rs) plus ON CONFLICT DO NOTHING: concurrent loaders of the same
+    // ids wait for each other in one order and skip, instead of failing or deadlocking. The
+    // NOT EXISTS keeps one message id in one table even if it came back with another body.
+    let insert_logins = format!(
+        "INSERT INTO {logins_table} AS t (message_id, user_id, device_type, masked_ip, \
+         masked_device_id, locale, app_version, create_date) \
+         SELECT m, u, d, i, di, l, v, (coalesce(s, now()) AT TIME ZONE 'UTC')::date \
+         FROM unnest($1, $2, $3, $4, $5, $6, $7, $8) AS r(m, s, u, d, i, di, l, v) \
+         WHERE NOT EXISTS (SELECT FROM {rejects_table} x WHERE x.message_id = r.m) \
+         ON CONFLICT (message_id) DO NOTHING"
+    );
+    let insert_rejects = format!(
+        "INSERT INTO {rejects_table} (message_id, sent_at, reason, detail, payload) \
+         SELECT * FROM unnest($1, $2, $3, $4, $5) AS r(m, s, re, de, p) \
+         WHERE NOT EXISTS (SELECT FROM {logins_table} x WHERE x.message_id = r.m) \
+         ON CONFLICT (message_id) DO NOTHING"
+    );
+    let logins_plan = client
+        .prepare_mut(
+            insert_logins.as_str(),
+            &[text_arr, ts_arr, text_arr, text_arr, text_arr, text_arr, text_arr, int_arr],
+        )
+        .map_err(spi_err)?
+        .keep();
+    let rejects_plan = client
+        .prepare_mut(insert_rejects.as_str(), &[text_arr, ts_arr, text_arr, text_arr, text_arr])
+        .map_err(spi_err)?
+        .keep();
+    let widths = read_widths(client, &logins_table)?;
+    Ok(Target {
+        insert_logins: logins_plan,
+        insert_rejects: rejects_plan,
+        logins_table,
+        widths: Cell::new(widths),
+        // SAFETY: inside a transaction.
+        widths_read_in: Cell::new(unsafe { pg_sys::GetCurrentTransactionStartTimestamp() }),
+    })
+}
+
+fn read_widths(client: &SpiClient<'_>, logins_table: &str) -> Result<Widths, MaskError> {
+    let mut w = Widths {
+        user_id: usize::MAX,
+        device_type: usize::MAX,
+        locale: usize::MAX,
+        masked_ip: usize::MAX,
+        masked_device_id: usize::MAX,
+    };
+    let rows = client
+        .select(
+            "SELECT attname::text, CASE WHEN atttypid = 'varchar'::regtype AND atttypmod >= 4 \
+             THEN atttypmod - 4 END FROM pg_attribute WHERE attrelid = $1::regclass \
+             AND attnum > 0 AND NOT attisdropped",
+            None,
+            &[logins_table.into()],
+        )
+        .map_err(spi_err)?;
+    for row in rows {
+        let name: Option<String> = row.get(1).map_err(spi_err)?;
+        let width: Option<i32> = row.get(2).map_err(spi_err)?;
+        let width = width.map_or(usize::MAX, |n| n as usize);
+        match name.as_deref() {
+            Some("user_id") => w.user_id = width,
+            Some("device_type") => w.device_type = width,
+            Some("locale") => w.locale = width,
+            Some("masked_ip") => w.masked_ip = width,
+            Some("masked_device_id") => w.masked_device_id = width,
+            _ => {}
+        }
+    }
+    Ok(w)
+}
