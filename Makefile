@@ -1,0 +1,46 @@
+# pg_mask: the two commands are `make demo` (run the whole pipeline locally) and `make test`.
+# Both install what is missing first (scripts/deps.sh) and work as root or as a user with sudo.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+.PHONY: help deps install db schema sqs seed drain show demo test test-unit test-integration bench stop fmt lint
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+deps: ## install apt packages, cargo-pgrx 0.18, fauxqs and moto (idempotent)
+	@bash scripts/deps.sh
+
+install: deps ## build pg_mask (release) and install it into PostgreSQL 15
+	@bash scripts/pg.sh install
+
+db: install ## start PostgreSQL 15 with pg_mask preloaded and a key file
+	@bash scripts/pg.sh start
+
+schema: db ## apply sql/ (idempotent)
+	@bash scripts/pg.sh schema
+
+sqs: deps ## start the fauxqs SQS emulator on 127.0.0.1:4566
+	@bash scripts/sqs.sh start
+
+feeder: ## build the feeder (release)
+	@cargo build --release -q -p feeder
+
+demo: schema sqs feeder ## the whole pipeline: seed login-queue, drain it into Postgres, show the result
+	@bash scripts/demo.sh
+
+test: db ## every test: unit, extension, ingest, feeder and reliability suites
+	@bash scripts/test.sh
+
+bench: schema feeder ## benchmarks (not pass/fail): masking, COPY, ingest, feeder vs baseline
+	@bash bench/run.sh
+
+stop: ## stop the emulator and PostgreSQL
+	@bash scripts/sqs.sh stop; bash scripts/pg.sh stop
+
+fmt: ## rustfmt
+	@cargo fmt --all
+
+lint: ## clippy on the crates that build without pgrx
+	@cargo clippy -p pg_mask_core -p feeder -p integration --all-targets

@@ -1,0 +1,215 @@
+//! Test harness shared by the integration suites: connections to the real server, a fresh
+//! database per test with `sql/` applied, plain roles, key-setting changes, and COPY into the
+//! ingest view. Endpoints come from the environment (`DATABASE_URL`) with local defaults.
+//!
+//! Tests that change the server's key settings hold [`key_lock`]: key settings are server-wide.
+
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::Type;
+use postgres::{Client, NoTls};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub const SQL_FILES: [&str; 3] = [
+    include_str!("../../sql/01_user_logins.sql"),
+    include_str!("../../sql/02_ingest.sql"),
+    include_str!("../../sql/03_analytics.sql"),
+];
+
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// URL of another database on the same server.
+pub fn url_for(db: &str) -> String {
+    let base = database_url();
+    match base.rfind('/') {
+        Some(i) if base[..i].contains('@') || base[..i].ends_with(':') || base[..i].contains("//") => {
+            let (head, tail) = base.split_at(i);
+            let query = tail.find('?').map(|q| &tail[q..]).unwrap_or("");
+            format!("{head}/{db}{query}")
+        }
+        _ => format!("{base}/{db}"),
+    }
+}
+
+pub fn connect(url: &str) -> Client {
+    Client::connect(url, NoTls).unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"))
+}
+
+pub fn admin() -> Client {
+    connect(&database_url())
+}
+
+/// A name no other test (or earlier run) uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let t = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or(0);
+    format!("{prefix}_{}_{}_{}", std::process::id(), t % 1_000_000_000, N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A fresh database with pg_mask and `sql/` applied, dropped when the guard drops.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    roles: std::cell::RefCell<Vec<String>>,
+}
+
+impl TestDb {
+    pub fn new(prefix: &str) -> Self {
+        let name = unique(prefix);
+        admin().batch_execute(&format!("CREATE DATABASE {name}")).expect("create test database");
+        let url = url_for(&name);
+        let mut c = connect(&url);
+        for sql in SQL_FILES {
+            c.batch_execute(sql).expect("apply sql/");
+        }
+        TestDb { name, url, roles: Default::default() }
+    }
+
+    pub fn client(&self) -> Client {
+        connect(&self.url)
+    }
+
+    /// A login role with no privileges beyond PUBLIC's, dropped with the database.
+    pub fn plain_role(&self) -> (String, Client) {
+        let role = unique("plain");
+        let mut c = self.client();
+        c.batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN PASSWORD 'plain'; GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role};"
+        ))
+        .expect("create plain role");
+        self.roles.borrow_mut().push(role.clone());
+        let url = self.url.replacen("postgres:postgres@", &format!("{role}:plain@"), 1);
+        (role.clone(), connect(&url))
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let mut a = admin();
+        let _ = a.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        for role in self.roles.borrow().iter() {
+            let _ = a.batch_execute(&format!("DROP ROLE IF EXISTS {role}"));
+        }
+    }
+}
+
+/// Serialises tests that change the server-wide key settings.
+pub fn key_lock() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Key settings for the duration of a test; the configured ones come back on drop.
+pub struct KeySettings;
+
+impl KeySettings {
+    /// Sets `pg_mask.keys` (with `pg_mask.key_file` emptied), reloads, and waits until this
+    /// backend's view of the settings has changed.
+    pub fn keys(spec: &str) -> Self {
+        let mut a = admin();
+        // One statement per call: ALTER SYSTEM refuses to run in the implicit transaction of a
+        // multi-statement query.
+        for sql in [
+            format!("ALTER SYSTEM SET pg_mask.keys = '{spec}'"),
+            "ALTER SYSTEM SET pg_mask.key_file = ''".to_owned(),
+            "SELECT pg_reload_conf()".to_owned(),
+        ] {
+            a.batch_execute(&sql).expect("alter system");
+        }
+        wait_for_settings(if spec.is_empty() { "" } else { "(set)" }, false);
+        KeySettings
+    }
+}
+
+impl Drop for KeySettings {
+    fn drop(&mut self) {
+        let mut a = admin();
+        for sql in ["ALTER SYSTEM RESET pg_mask.keys", "ALTER SYSTEM RESET pg_mask.key_file", "SELECT pg_reload_conf()"] {
+            let _ = a.batch_execute(sql);
+        }
+        wait_for_settings("", true);
+    }
+}
+
+/// A reload is asynchronous: waits until a new connection sees `pg_mask.keys` shown as
+/// `keys_shown` and `pg_mask.key_file` set or not.
+fn wait_for_settings(keys_shown: &str, key_file_set: bool) {
+    let ok = wait_until(Duration::from_secs(10), || {
+        let mut c = admin();
+        let row = c
+            .query_one("SELECT current_setting('pg_mask.keys'), current_setting('pg_mask.key_file') <> ''", &[])
+            .expect("read settings");
+        row.get::<_, String>(0) == keys_shown && row.get::<_, bool>(1) == key_file_set
+    });
+    assert!(ok, "the server did not apply the key settings within 10 s");
+}
+
+/// The SQLSTATE of a failed statement, or panics if it succeeded.
+pub fn sqlstate<T: std::fmt::Debug>(r: Result<T, postgres::Error>) -> (String, String) {
+    let e = r.expect_err("statement should have failed");
+    let db = e.as_db_error().unwrap_or_else(|| panic!("not a database error: {e}"));
+    (db.code().code().to_owned(), db.message().to_owned())
+}
+
+/// One message for the ingest view.
+pub struct Message {
+    pub id: String,
+    pub sent_at: Option<SystemTime>,
+    pub body: String,
+}
+
+impl Message {
+    pub fn new(id: impl Into<String>, body: impl Into<String>) -> Self {
+        Message { id: id.into(), sent_at: Some(SystemTime::now()), body: body.into() }
+    }
+}
+
+/// What one COPY did, from `ingest_stats()`.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub struct Counts {
+    pub loaded: i64,
+    pub duplicates: i64,
+    pub rejected: i64,
+}
+
+/// Binary COPY into `login_ingest` in one transaction, the way the feeder does it.
+pub fn copy_ingest(client: &mut Client, messages: &[Message]) -> Result<Counts, postgres::Error> {
+    let mut tx = client.transaction()?;
+    {
+        let sink = tx.copy_in("COPY login_ingest (message_id, sent_at, body) FROM STDIN (FORMAT binary)")?;
+        let mut w = BinaryCopyInWriter::new(sink, &[Type::TEXT, Type::TIMESTAMPTZ, Type::TEXT]);
+        for m in messages {
+            w.write(&[&m.id, &m.sent_at, &m.body])?;
+        }
+        w.finish()?;
+    }
+    let row = tx.query_one("SELECT loaded, duplicates, rejected FROM ingest_stats()", &[])?;
+    let counts = Counts { loaded: row.get(0), duplicates: row.get(1), rejected: row.get(2) };
+    tx.commit()?;
+    Ok(counts)
+}
+
+/// The 100 sample messages of the reference image, with ids `sample-<line>`.
+pub fn sample_messages() -> Vec<Message> {
+    include_str!("../../data/sample_messages.jsonl")
+        .lines()
+        .enumerate()
+        .map(|(i, line)| Message::new(format!("sample-{}", i + 1), line))
+        .collect()
+}
+
+/// Waits for `cond` up to `timeout`, polling.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cond()
+}
