@@ -1,0 +1,194 @@
+//! The ingest path against the real server: COPY of raw bodies into `login_ingest`.
+
+use integration::*;
+use std::collections::HashMap;
+
+fn count(c: &mut postgres::Client, sql: &str) -> i64 {
+    c.query_one(sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
+}
+
+#[test]
+fn sample_messages_give_99_rows_and_1_reject_that_all_unmask() {
+    let _lock = key_lock();
+    let db = TestDb::new("ingest");
+    let mut c = db.client();
+    let messages = sample_messages();
+    let counts = copy_ingest(&mut c, &messages).expect("copy");
+    assert_eq!(counts, Counts { loaded: 99, duplicates: 0, rejected: 1 });
+    assert_eq!(count(&mut c, "SELECT count(*) FROM user_logins"), 99);
+
+    let reject = c.query_one("SELECT message_id, reason, detail, unmask_pii(payload) FROM user_login_rejects", &[]).expect("reject");
+    assert_eq!(reject.get::<_, String>(0), "sample-13");
+    assert_eq!(reject.get::<_, String>(1), "missing_field");
+    assert_eq!(reject.get::<_, String>(2), "missing field user_id");
+    assert_eq!(reject.get::<_, String>(3), r#"{"foo": "oops_wrong_msg_type", "bar": "123"}"#);
+
+    // Every row matches its source message, and every masked value unmasks to the original.
+    let rows = c
+        .query(
+            "SELECT message_id, user_id, device_type, unmask_pii(masked_ip), unmask_pii(masked_device_id), locale, \
+             app_version_text(app_version), create_date = (now() AT TIME ZONE 'UTC')::date FROM user_logins",
+            &[],
+        )
+        .expect("rows");
+    let by_id: HashMap<String, serde_json::Value> = messages
+        .iter()
+        .map(|m| (m.id.clone(), serde_json::from_str(&m.body).expect("sample is JSON")))
+        .collect();
+    for r in &rows {
+        let src = &by_id[&r.get::<_, String>(0)];
+        assert_eq!(src["user_id"].as_str(), Some(r.get::<_, String>(1).as_str()));
+        assert_eq!(src["device_type"].as_str(), r.get::<_, Option<String>>(2).as_deref());
+        assert_eq!(src["ip"].as_str(), Some(r.get::<_, String>(3).as_str()));
+        assert_eq!(src["device_id"].as_str(), Some(r.get::<_, String>(4).as_str()));
+        assert_eq!(src["locale"].as_str(), r.get::<_, Option<String>>(5).as_deref());
+        let version = src["app_version"].as_str().expect("string version");
+        let decoded: String = r.get(6);
+        let parts: Vec<u32> = version.split('.').map(|p| p.parse().expect("digits")).collect();
+        let want = format!("{}.{}.{}", parts[0], parts[1], parts.get(2).copied().unwrap_or(0));
+        assert_eq!(decoded, want, "{version}");
+        assert!(r.get::<_, bool>(7), "create_date is the UTC date of sent_at");
+    }
+    assert_eq!(rows.len(), 99);
+    assert_eq!(count(&mut c, "SELECT count(*) FROM user_logins WHERE locale IS NULL"), 29);
+    assert_eq!(count(&mut c, "SELECT count(*) FROM user_logins WHERE app_version = 96000"), 1, "0.96");
+}
+
+#[test]
+fn loading_the_same_batch_twice_changes_nothing() {
+    let _lock = key_lock();
+    let db = TestDb::new("ingest");
+    let mut c = db.client();
+    copy_ingest(&mut c, &sample_messages()).expect("first");
+    let snapshot = |c: &mut postgres::Client| {
+        c.query("SELECT message_id, masked_ip FROM user_logins UNION ALL SELECT message_id, payload FROM user_login_rejects ORDER BY 1", &[])
+            .expect("snapshot")
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, Option<String>>(1)))
+            .collect::<Vec<_>>()
+    };
+    let before = snapshot(&mut c);
+    let again = copy_ingest(&mut c, &sample_messages()).expect("second");
+    assert_eq!(again, Counts { loaded: 0, duplicates: 100, rejected: 0 });
+    assert_eq!(snapshot(&mut c), before);
+}
+
+#[test]
+fn adversarial_bodies_each_land_where_they_should() {
+    let _lock = key_lock();
+    let db = TestDb::new("ingest");
+    let mut c = db.client();
+    let big = format!(r#"{{"user_id":"big","pad":"{}"}}"#, "x".repeat(256 * 1024 - 40));
+    let big_bad = format!(r#"{{"user_id":"big", {}"#, "y".repeat(256 * 1024));
+    let cases: Vec<(&str, String, Option<&str>)> = vec![
+        ("ok-unicode", r#"{"user_id":"ü🦀","ip":"::1","device_id":"日本-1","locale":"ÆØ"}"#.into(), None),
+        ("ok-sql", r#"{"user_id":"x'); DROP TABLE user_logins; --","ip":"1.1.1.1"}"#.into(), None),
+        ("ok-control", r#"{"user_id":"tab\there\nnewline\\back\u0001"}"#.into(), None),
+        ("ok-extra", r#"{"user_id":"u","extra":{"deep":[[[[1]]]]},"ip":null}"#.into(), None),
+        ("ok-big", big, None),
+        ("bad-json", "{not json".into(), Some("invalid_json")),
+        ("bad-empty", "".into(), Some("invalid_json")),
+        ("bad-array", "[1,2,3]".into(), Some("not_an_object")),
+        ("bad-scalar", "42".into(), Some("not_an_object")),
+        ("bad-missing", r#"{"foo": "oops_wrong_msg_type", "bar": "123"}"#.into(), Some("missing_field")),
+        ("bad-type", r#"{"user_id":"u","ip":12345}"#.into(), Some("wrong_type")),
+        ("bad-dup", r#"{"user_id":"u","ip":"1.1.1.1","ip":"2.2.2.2"}"#.into(), Some("duplicate_field")),
+        ("bad-nul", r#"{"user_id":"u\u0000"}"#.into(), Some("invalid_text")),
+        ("bad-long", format!(r#"{{"user_id":"{}"}}"#, "u".repeat(129)), Some("too_long")),
+        ("bad-version", r#"{"user_id":"u","app_version":"1.2.3.4"}"#.into(), Some("invalid_app_version")),
+        ("bad-big", big_bad, Some("invalid_json")),
+    ];
+    let messages: Vec<Message> = cases.iter().map(|(id, body, _)| Message::new(*id, body.clone())).collect();
+    let counts = copy_ingest(&mut c, &messages).expect("one COPY takes them all");
+    let bad = cases.iter().filter(|(_, _, r)| r.is_some()).count() as i64;
+    assert_eq!(counts, Counts { loaded: cases.len() as i64 - bad, duplicates: 0, rejected: bad });
+    for (id, body, reason) in &cases {
+        match reason {
+            None => {
+                let r = c.query_one("SELECT user_id FROM user_logins WHERE message_id = $1", &[id]).expect(id);
+                let want: serde_json::Value = serde_json::from_str(body).expect("valid");
+                assert_eq!(want["user_id"].as_str(), Some(r.get::<_, String>(0).as_str()), "{id}");
+            }
+            Some(reason) => {
+                let r = c
+                    .query_one("SELECT reason, detail, unmask_pii(payload) FROM user_login_rejects WHERE message_id = $1", &[id])
+                    .expect(id);
+                assert_eq!(r.get::<_, String>(0), *reason, "{id}: {}", r.get::<_, String>(1));
+                assert_eq!(&r.get::<_, String>(2), body, "{id}: the payload survives byte for byte");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_plain_role_reads_only_tokens() {
+    let _lock = key_lock();
+    let db = TestDb::new("ingest");
+    copy_ingest(&mut db.client(), &sample_messages()).expect("copy");
+    let (_, mut plain) = db.plain_role();
+    let rows = plain
+        .query("SELECT masked_ip, masked_device_id FROM user_logins UNION ALL SELECT payload, reason FROM user_login_rejects", &[])
+        .expect("plain role may select");
+    assert_eq!(rows.len(), 100);
+    for r in rows {
+        assert!(r.get::<_, String>(0).starts_with("pm1."));
+    }
+    let (code, _) = sqlstate(plain.query("SELECT unmask_pii(masked_ip) FROM user_logins", &[]));
+    assert_eq!(code, "42501");
+}
+
+#[test]
+fn concurrent_sessions_loading_the_same_ids_make_one_row_each() {
+    let _lock = key_lock();
+    let db = TestDb::new("ingest");
+    let make = || -> Vec<Message> {
+        (0..2_000).map(|i| Message::new(format!("m{i:05}"), format!(r#"{{"user_id":"u{i}","ip":"10.0.{}.{}"}}"#, i / 256, i % 256))).collect()
+    };
+    let handles: Vec<_> = (0..3)
+        .map(|_| {
+            let url = db.url.clone();
+            let msgs = make();
+            std::thread::spawn(move || copy_ingest(&mut connect(&url), &msgs).expect("concurrent copy"))
+        })
+        .collect();
+    let totals = handles.into_iter().map(|h| h.join().expect("thread")).fold((0, 0), |acc, c| (acc.0 + c.loaded, acc.1 + c.duplicates));
+    assert_eq!(totals, (2_000, 4_000));
+    assert_eq!(count(&mut db.client(), "SELECT count(*) FROM user_logins"), 2_000);
+}
+
+#[test]
+fn a_failed_copy_leaves_nothing_behind_for_the_next_statement() {
+    let _lock = key_lock();
+    let db = TestDb::new("ingest");
+    let mut c = db.client();
+    let mut tx = c.transaction().expect("begin");
+    tx.batch_execute("SAVEPOINT s").expect("savepoint");
+    let failed = tx.batch_execute(
+        "INSERT INTO login_ingest VALUES ('a', now(), '{\"user_id\":\"a\"}'), (NULL, now(), '{\"user_id\":\"b\"}')",
+    );
+    assert_eq!(sqlstate(failed).0, "23502", "a NULL message id is a client bug and an error");
+    tx.batch_execute("ROLLBACK TO SAVEPOINT s").expect("rollback to savepoint");
+    tx.batch_execute("INSERT INTO login_ingest VALUES ('c', now(), '{\"user_id\":\"c\"}')").expect("next statement");
+    let stats = tx.query_one("SELECT loaded, rejected FROM ingest_stats()", &[]).expect("stats");
+    assert_eq!((stats.get::<_, i64>(0), stats.get::<_, i64>(1)), (1, 0));
+    tx.commit().expect("commit");
+    let ids: Vec<String> = c.query("SELECT message_id FROM user_logins", &[]).expect("ids").iter().map(|r| r.get(0)).collect();
+    assert_eq!(ids, ["c"], "row 'a' of the failed statement must not leak");
+}
+
+#[test]
+fn duplicates_view_finds_shared_ips_and_devices() {
+    let _lock = key_lock();
+    let db = TestDb::new("ingest");
+    let mut c = db.client();
+    let msgs = [
+        Message::new("d1", r#"{"user_id":"alice","ip":"10.9.9.9","device_id":"111-11-1111"}"#),
+        Message::new("d2", r#"{"user_id":"bob","ip":"10.9.9.9","device_id":"222-22-2222"}"#),
+        Message::new("d3", r#"{"user_id":"carol","ip":"10.8.8.8","device_id":"111-11-1111"}"#),
+        Message::new("d4", r#"{"user_id":"alice","ip":"10.7.7.7","device_id":"333-33-3333"}"#),
+    ];
+    copy_ingest(&mut c, &msgs).expect("copy");
+    let rows = c.query("SELECT kind, unmask_pii(masked_value), users, logins FROM login_duplicates ORDER BY kind", &[]).expect("view");
+    let got: Vec<(String, String, i64, i64)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect();
+    assert_eq!(got, [("device_id".into(), "111-11-1111".into(), 2, 2), ("ip".into(), "10.9.9.9".into(), 2, 2)]);
+}
