@@ -1,0 +1,234 @@
+//! The SQS → Postgres run loop: receivers → batcher → loader → deleter.
+//!
+//! - Several receivers long-poll SQS and push messages into a bounded channel.
+//! - The loader gathers a batch (size or linger time, whichever comes first), COPYs it in one
+//!   transaction, and retries the same batch with backoff until it commits, extending the
+//!   messages' visibility when half the timeout has passed.
+//! - Only after the commit are the messages deleted, in the background, 10 per request, with
+//!   the failed entries retried. A delete that never succeeds is harmless: the redelivered message
+//!   is skipped by the database as a duplicate.
+//! - Shutdown stops the receivers; the batch in flight is loaded and deleted before exit.
+
+use crate::backoff::Backoff;
+use crate::config::RunOptions;
+use crate::shutdown::Shutdown;
+use crate::sink::{Row, Sink};
+use crate::sqs::{Queue, Received};
+use crate::telemetry::{count, Counters};
+use futures_util::stream::{self, StreamExt};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+/// How the loop ends.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    /// Until shutdown is requested.
+    Forever,
+    /// Until a receive comes back empty (the drain command checks the queue depth after).
+    UntilEmpty,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Sqs(#[from] crate::sqs::SqsError),
+    #[error(transparent)]
+    Sink(#[from] crate::sink::SinkError),
+}
+
+const DELETE_ATTEMPTS: u32 = 5;
+const DELETE_CONCURRENCY: usize = 8;
+
+pub async fn run(
+    queue: &Queue,
+    sink: &mut Sink,
+    opts: &RunOptions,
+    batch_size: usize,
+    mode: Mode,
+    shutdown: &Shutdown,
+    counters: &Arc<Counters>,
+) -> Result<(), PipelineError> {
+    let (tx, mut rx) = mpsc::channel::<Received>(batch_size.max(10) * 2);
+    let (fatal_tx, mut fatal_rx) = mpsc::channel::<crate::sqs::SqsError>(1);
+    let wait = if mode == Mode::UntilEmpty { opts.wait_seconds.min(1) } else { opts.wait_seconds };
+    let mut receivers = JoinSet::new();
+    for _ in 0..opts.receivers.max(1) {
+        receivers.spawn(receive_loop(
+            queue.clone(),
+            tx.clone(),
+            fatal_tx.clone(),
+            wait,
+            opts.visibility_timeout,
+            mode,
+            shutdown.clone(),
+            Arc::clone(counters),
+        ));
+    }
+    drop(tx);
+    drop(fatal_tx);
+
+    let mut deletes = JoinSet::new();
+    let mut result = Ok(());
+    loop {
+        let Some(first) = rx.recv().await else { break };
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + opts.linger();
+        while batch.len() < batch_size {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(m)) => batch.push(m),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        if let Err(e) = load_with_retry(queue, sink, &batch, opts.visibility_timeout, counters).await {
+            result = Err(e);
+            break;
+        }
+        let receipts: Vec<String> = batch.into_iter().map(|m| m.receipt).collect();
+        deletes.spawn(delete_all(queue.clone(), receipts, Arc::clone(counters)));
+        while deletes.try_join_next().is_some() {}
+    }
+    receivers.abort_all();
+    while deletes.join_next().await.is_some() {}
+    metrics::gauge!("feeder_in_flight").set(0.0);
+    if let Ok(e) = fatal_rx.try_recv() {
+        return Err(e.into());
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn receive_loop(
+    queue: Queue,
+    tx: mpsc::Sender<Received>,
+    fatal: mpsc::Sender<crate::sqs::SqsError>,
+    wait_seconds: i32,
+    visibility: i32,
+    mode: Mode,
+    mut shutdown: Shutdown,
+    counters: Arc<Counters>,
+) {
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    while !shutdown.requested() {
+        let received = tokio::select! {
+            _ = shutdown.wait() => break,
+            r = queue.receive(wait_seconds, visibility) => r,
+        };
+        match received {
+            Ok(messages) => {
+                if let Some(outage) = backoff.succeed() {
+                    tracing::info!("SQS reachable again after {:.1} s", outage.as_secs_f64());
+                }
+                if messages.is_empty() && mode == Mode::UntilEmpty {
+                    break;
+                }
+                count!(counters, received, messages.len());
+                metrics::gauge!("feeder_in_flight").increment(messages.len() as f64);
+                for m in messages {
+                    // The loader owns the message now; if it is gone we are shutting down and
+                    // SQS will redeliver after the visibility timeout.
+                    if tx.send(m).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(e) if e.is_transient() => {
+                let (delay, first) = backoff.fail();
+                if first {
+                    tracing::warn!("{e}; retrying with backoff");
+                }
+                tokio::select! {
+                    _ = shutdown.wait() => break,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+            Err(e) => {
+                let _ = fatal.try_send(e);
+                return;
+            }
+        }
+    }
+}
+
+async fn load_with_retry(
+    queue: &Queue,
+    sink: &mut Sink,
+    batch: &[Received],
+    visibility: i32,
+    counters: &Counters,
+) -> Result<(), PipelineError> {
+    let rows: Vec<Row> = batch.iter().map(|m| m.row.clone()).collect();
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    let mut visible_until = batch.iter().map(|m| m.received_at).min().unwrap_or_else(Instant::now)
+        + Duration::from_secs(visibility.max(1) as u64);
+    loop {
+        let started = Instant::now();
+        match sink.load(&rows).await {
+            Ok(done) => {
+                if let Some(outage) = backoff.succeed() {
+                    tracing::info!("PostgreSQL reachable again after {:.1} s", outage.as_secs_f64());
+                }
+                metrics::histogram!("feeder_batch_seconds").record(started.elapsed().as_secs_f64());
+                count!(counters, loaded, done.loaded);
+                count!(counters, duplicates, done.duplicates);
+                count!(counters, rejected, done.rejected);
+                count!(counters, batches, 1);
+                tracing::debug!(rows = rows.len(), ?done, "batch committed");
+                return Ok(());
+            }
+            Err(e) if e.is_transient() => {
+                let (delay, first) = backoff.fail();
+                if first {
+                    tracing::warn!("{e}; keeping the batch of {} and retrying with backoff", rows.len());
+                }
+                tokio::time::sleep(delay).await;
+                // Keep the batch invisible while we wait for the database.
+                let half = Duration::from_secs(visibility.max(2) as u64 / 2);
+                if visible_until.saturating_duration_since(Instant::now()) < half {
+                    let receipts: Vec<String> = batch.iter().map(|m| m.receipt.clone()).collect();
+                    for chunk in receipts.chunks(10) {
+                        if let Err(e) = queue.extend_visibility(chunk, visibility).await {
+                            tracing::debug!(error = %e, "could not extend visibility");
+                        }
+                    }
+                    visible_until = Instant::now() + Duration::from_secs(visibility.max(1) as u64);
+                    tracing::info!("extended visibility of {} in-flight messages by {visibility} s", rows.len());
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+async fn delete_all(queue: Queue, receipts: Vec<String>, counters: Arc<Counters>) {
+    let n = receipts.len();
+    stream::iter(receipts.chunks(10).map(<[String]>::to_vec))
+        .for_each_concurrent(DELETE_CONCURRENCY, |chunk| {
+            let queue = queue.clone();
+            let counters = Arc::clone(&counters);
+            async move {
+                let mut pending = chunk;
+                let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+                for attempt in 1..=DELETE_ATTEMPTS {
+                    match queue.delete_batch(&pending).await {
+                        Ok(failed) => {
+                            count!(counters, deleted, pending.len() - failed.len());
+                            pending = failed;
+                        }
+                        Err(e) if attempt == DELETE_ATTEMPTS => {
+                            tracing::warn!("{e}; giving up deleting {} messages (they will be redelivered and skipped as duplicates)", pending.len());
+                        }
+                        Err(_) => {}
+                    }
+                    if pending.is_empty() {
+                        return;
+                    }
+                    tokio::time::sleep(backoff.fail().0).await;
+                }
+                count!(counters, delete_failures, pending.len());
+            }
+        })
+        .await;
+    metrics::gauge!("feeder_in_flight").decrement(n as f64);
+}
