@@ -27,4 +27,4 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # Runs a command as the postgres OS user (psql over the local socket, peer auth).
 as_postgres() { if [ -z "$SUDO" ]; then runuser -u postgres -- "$@"; else sudo -u postgres "$@"; fi; }
-psql_su() { as_postgres psql -X -v ON_ERROR_STOP=1 -q -p "$PG_PORT" "$@"; }
+psql_su() { as_postgres env PGOPTIONS="-c client_min_messages=warning" psql -X -v ON_ERROR_STOP=1 -q -p "$PG_PORT" "$@"; }
