@@ -87,8 +87,9 @@ pub struct RunOptions {
     /// Milliseconds a partial batch may wait for more messages before it is loaded.
     #[arg(long, env = "FEEDER_LINGER_MS", default_value_t = 500)]
     pub linger_ms: u64,
-    /// Long-poll wait per ReceiveMessage, seconds (0-20).
-    #[arg(long, env = "FEEDER_WAIT_SECONDS", default_value_t = 20, value_parser = clap::value_parser!(i32).range(0..=20))]
+    /// Long-poll wait per ReceiveMessage, seconds (0-20). Shutdown waits for the polls in
+    /// progress, so this bounds how long SIGTERM takes on an idle queue.
+    #[arg(long, env = "FEEDER_WAIT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=20))]
     pub wait_seconds: i32,
     /// Visibility timeout requested on receive, seconds. A batch still in flight after half of
     /// it gets its visibility extended.

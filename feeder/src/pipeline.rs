@@ -111,10 +111,9 @@ async fn receive_loop(
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     while !shutdown.requested() {
-        let received = tokio::select! {
-            _ = shutdown.wait() => break,
-            r = queue.receive(wait_seconds, visibility) => r,
-        };
+        // Not raced against shutdown: a receive cancelled after the server handed out messages
+        // would leave them invisible until their timeout. Shutdown waits at most one long poll.
+        let received = queue.receive(wait_seconds, visibility).await;
         match received {
             Ok(messages) => {
                 if let Some(outage) = backoff.succeed() {
@@ -160,11 +159,25 @@ async fn load_with_retry(
 ) -> Result<(), PipelineError> {
     let rows: Vec<Row> = batch.iter().map(|m| m.row.clone()).collect();
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-    let mut visible_until = batch.iter().map(|m| m.received_at).min().unwrap_or_else(Instant::now)
-        + Duration::from_secs(visibility.max(1) as u64);
+    let visibility_secs = Duration::from_secs(visibility.max(1) as u64);
+    let oldest = batch.iter().map(|m| m.received_at).min().unwrap_or_else(Instant::now);
+    // Extend when half of the visibility timeout is left, whether the database is slow, locked
+    // or down: the batch must not be redelivered while we still hold it.
+    let mut extend_at = tokio::time::Instant::from_std(oldest + visibility_secs / 2);
     loop {
         let started = Instant::now();
-        match sink.load(&rows).await {
+        let attempt = sink.load(&rows);
+        tokio::pin!(attempt);
+        let result = loop {
+            tokio::select! {
+                r = &mut attempt => break r,
+                _ = tokio::time::sleep_until(extend_at) => {
+                    extend_visibility(queue, batch, visibility).await;
+                    extend_at = tokio::time::Instant::now() + visibility_secs / 2;
+                }
+            }
+        };
+        match result {
             Ok(done) => {
                 if let Some(outage) = backoff.succeed() {
                     tracing::info!("PostgreSQL reachable again after {:.1} s", outage.as_secs_f64());
@@ -182,23 +195,35 @@ async fn load_with_retry(
                 if first {
                     tracing::warn!("{e}; keeping the batch of {} and retrying with backoff", rows.len());
                 }
-                tokio::time::sleep(delay).await;
-                // Keep the batch invisible while we wait for the database.
-                let half = Duration::from_secs(visibility.max(2) as u64 / 2);
-                if visible_until.saturating_duration_since(Instant::now()) < half {
-                    let receipts: Vec<String> = batch.iter().map(|m| m.receipt.clone()).collect();
-                    for chunk in receipts.chunks(10) {
-                        if let Err(e) = queue.extend_visibility(chunk, visibility).await {
-                            tracing::debug!(error = %e, "could not extend visibility");
+                let pause = tokio::time::Instant::now() + delay;
+                while tokio::time::Instant::now() < pause {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(pause) => {}
+                        _ = tokio::time::sleep_until(extend_at) => {
+                            extend_visibility(queue, batch, visibility).await;
+                            extend_at = tokio::time::Instant::now() + visibility_secs / 2;
                         }
                     }
-                    visible_until = Instant::now() + Duration::from_secs(visibility.max(1) as u64);
-                    tracing::info!("extended visibility of {} in-flight messages by {visibility} s", rows.len());
                 }
             }
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+async fn extend_visibility(queue: &Queue, batch: &[Received], visibility: i32) {
+    let receipts: Vec<String> = batch.iter().map(|m| m.receipt.clone()).collect();
+    let mut failed = 0;
+    for chunk in receipts.chunks(10) {
+        if queue.extend_visibility(chunk, visibility).await.is_err() {
+            failed += chunk.len();
+        }
+    }
+    tracing::info!(
+        "batch of {} still in flight: extended its visibility by {visibility} s{}",
+        receipts.len(),
+        if failed > 0 { format!(" ({failed} could not be extended)") } else { String::new() }
+    );
 }
 
 async fn delete_all(queue: Queue, receipts: Vec<String>, counters: Arc<Counters>) {

@@ -32,25 +32,25 @@ pub struct Loaded {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    #[error("cannot connect to PostgreSQL at {target}: {source}")]
+    #[error("cannot connect to PostgreSQL at {target}: {}", explain(.source))]
     Connect { target: String, source: tokio_postgres::Error },
     #[error("the database has no pg_mask ingest view: run `make schema` (apply sql/) on {target}")]
     NoSchema { target: String },
-    #[error("PostgreSQL: {0}")]
+    #[error("PostgreSQL: {}", explain(.0))]
     Db(#[from] tokio_postgres::Error),
 }
 
 impl SinkError {
     /// Errors worth retrying (the server may come back); the others need a human.
     pub fn is_transient(&self) -> bool {
-        match self {
-            SinkError::Connect { .. } => true,
-            SinkError::NoSchema { .. } => false,
-            SinkError::Db(e) => match e.code() {
-                // Authentication and missing objects will not fix themselves.
-                Some(code) => !matches!(&code.code()[..2], "28" | "3D" | "42"),
-                None => true,
-            },
+        let e = match self {
+            SinkError::NoSchema { .. } => return false,
+            SinkError::Connect { source, .. } | SinkError::Db(source) => source,
+        };
+        match e.code() {
+            // Bad credentials, a missing database and missing objects will not fix themselves.
+            Some(code) => !matches!(&code.code()[..2], "28" | "3D" | "42"),
+            None => true,
         }
     }
 }
@@ -125,6 +125,24 @@ impl Sink {
             rejected: s.get::<_, i64>(2) as u64,
         })
     }
+}
+
+/// The server's message (with its hint) or the I/O cause, instead of tokio-postgres's bare
+/// "db error" / "error connecting to server".
+fn explain(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return match db.hint() {
+            Some(hint) => format!("{} ({hint})", db.message()),
+            None => db.message().to_owned(),
+        };
+    }
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    text
 }
 
 fn unreachable_connect(target: &str) -> SinkError {

@@ -4,6 +4,9 @@
 //!
 //! Tests that change the server's key settings hold [`key_lock`]: key settings are server-wide.
 
+pub mod emulator;
+pub mod feeder;
+
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::Type;
 use postgres::{Client, NoTls};

@@ -1,0 +1,257 @@
+//! SQS emulators started by the tests on free loopback ports, and a small blocking SQS client.
+//!
+//! fauxqs (npm, from `tools/`) is fast; moto's server mode (PyPI) is slow but a second,
+//! independent implementation. Each test makes its own queue with a unique name; the process
+//! is killed when the guard drops. A [`Proxy`] in front of an emulator lets a test cut the
+//! network (an outage) without losing the emulator's in-memory queue.
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Fauxqs,
+    Moto,
+}
+
+pub struct Emulator {
+    child: Child,
+    pub port: u16,
+    pub kind: Kind,
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+impl Emulator {
+    pub fn start(kind: Kind) -> Self {
+        let port = free_port();
+        let mut cmd = match kind {
+            Kind::Fauxqs => {
+                let mut c = Command::new(repo_root().join("tools/node_modules/.bin/fauxqs"));
+                c.env("FAUXQS_PORT", port.to_string()).env("FAUXQS_LOGGER", "false");
+                c
+            }
+            Kind::Moto => {
+                let mut c = Command::new("python3");
+                c.args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()]);
+                c
+            }
+        };
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {kind:?} (run scripts/deps.sh): {e}"));
+        let emu = Emulator { child, port, kind };
+        let up = crate::wait_until(Duration::from_secs(30), || TcpStream::connect(("127.0.0.1", port)).is_ok());
+        assert!(up, "{kind:?} did not start on port {port}");
+        emu
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP proxy on a free port that forwards to `target` while enabled; disabled, it refuses
+/// new connections and cuts the open ones, like a network outage.
+pub struct Proxy {
+    pub port: u16,
+    enabled: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    pub fn start(target_port: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("addr").port();
+        let enabled = Arc::new(AtomicBool::new(true));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (en, st) = (Arc::clone(&enabled), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        if !en.load(Ordering::Relaxed) {
+                            drop(client);
+                            continue;
+                        }
+                        let _ = client.set_nonblocking(false);
+                        if let Ok(server) = TcpStream::connect(("127.0.0.1", target_port)) {
+                            pipe(client, server, Arc::clone(&en));
+                        }
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Proxy { port, enabled, stop }
+    }
+
+    pub fn set_enabled(&self, on: bool) {
+        self.enabled.store(on, Ordering::Relaxed);
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn pipe(a: TcpStream, b: TcpStream, enabled: Arc<AtomicBool>) {
+    for (mut from, mut to) in [
+        (a.try_clone().expect("clone"), b.try_clone().expect("clone")),
+        (b, a),
+    ] {
+        let enabled = Arc::clone(&enabled);
+        std::thread::spawn(move || {
+            let _ = from.set_read_timeout(Some(Duration::from_millis(200)));
+            let mut buf = [0u8; 16 * 1024];
+            loop {
+                if !enabled.load(Ordering::Relaxed) {
+                    let _ = from.shutdown(std::net::Shutdown::Both);
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                    return;
+                }
+                match from.read(&mut buf) {
+                    Ok(0) => {
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                        return;
+                    }
+                    Ok(n) => {
+                        if to.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+    }
+}
+
+/// A blocking SQS client for test set-up and checks.
+pub struct Sqs {
+    rt: tokio::runtime::Runtime,
+    client: aws_sdk_sqs::Client,
+    pub queue_url: String,
+}
+
+pub struct Msg {
+    pub id: String,
+    pub body: String,
+    pub receipt: String,
+}
+
+impl Sqs {
+    /// Creates a uniquely named queue on `endpoint`.
+    pub fn new_queue(endpoint: &str) -> Self {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let client = rt.block_on(async {
+            let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .region(aws_config::Region::new("us-east-1"))
+                .endpoint_url(endpoint)
+                .credentials_provider(aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "tests"))
+                .load()
+                .await;
+            aws_sdk_sqs::Client::new(&conf)
+        });
+        let name = crate::unique("q");
+        let queue_url = rt
+            .block_on(client.create_queue().queue_name(&name).send())
+            .expect("create queue")
+            .queue_url
+            .expect("queue url");
+        Sqs { rt, client, queue_url }
+    }
+
+    pub fn send_all(&self, bodies: &[String]) {
+        for chunk in bodies.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(b)
+                        .build()
+                        .expect("entry")
+                })
+                .collect();
+            let out = self
+                .rt
+                .block_on(self.client.send_message_batch().queue_url(&self.queue_url).set_entries(Some(entries)).send())
+                .expect("send batch");
+            assert!(out.failed.is_empty(), "send failed: {:?}", out.failed);
+        }
+    }
+
+    /// Receives up to 10 messages without deleting them.
+    pub fn receive(&self, visibility: i32) -> Vec<Msg> {
+        let out = self
+            .rt
+            .block_on(
+                self.client
+                    .receive_message()
+                    .queue_url(&self.queue_url)
+                    .max_number_of_messages(10)
+                    .visibility_timeout(visibility)
+                    .wait_time_seconds(1)
+                    .send(),
+            )
+            .expect("receive");
+        out.messages
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| Msg {
+                id: m.message_id.unwrap_or_default(),
+                body: m.body.unwrap_or_default(),
+                receipt: m.receipt_handle.unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    /// (visible, in flight).
+    pub fn depth(&self) -> (u64, u64) {
+        let out = self
+            .rt
+            .block_on(
+                self.client
+                    .get_queue_attributes()
+                    .queue_url(&self.queue_url)
+                    .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+                    .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+                    .send(),
+            )
+            .expect("attributes");
+        let a = out.attributes.unwrap_or_default();
+        let get = |k| a.get(&k).and_then(|v| v.parse().ok()).unwrap_or(0);
+        (get(QueueAttributeName::ApproximateNumberOfMessages), get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible))
+    }
+}

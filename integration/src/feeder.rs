@@ -1,0 +1,94 @@
+//! Running the real feeder binary as a child process, with its log captured to a file.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+pub fn binary() -> PathBuf {
+    std::env::var_os("FEEDER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::emulator::repo_root().join("target/release/feeder"))
+}
+
+/// Where the tests keep feeder logs (searched for plaintext by the secrecy test).
+pub fn log_dir() -> PathBuf {
+    let dir = crate::emulator::repo_root().join("target/test-logs");
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}
+
+pub struct Feeder {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+/// The feeder's environment for a test database and queue.
+pub fn command(db_url: &str, endpoint: &str, queue_url: &str, args: &[&str]) -> (Command, PathBuf) {
+    let log = log_dir().join(format!("{}.log", crate::unique("feeder")));
+    let file = std::fs::File::create(&log).expect("log file");
+    let mut cmd = Command::new(binary());
+    cmd.args(args)
+        .env("DATABASE_URL", db_url)
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("SQS_QUEUE_URL", queue_url)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("FEEDER_WAIT_SECONDS", "1")
+        .env("FEEDER_LINGER_MS", "100")
+        .env("FEEDER_PROGRESS_INTERVAL", "1")
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().expect("clone"))
+        .stderr(file);
+    (cmd, log)
+}
+
+impl Feeder {
+    pub fn spawn(db_url: &str, endpoint: &str, queue_url: &str, args: &[&str], extra_env: &[(&str, &str)]) -> Self {
+        let (mut cmd, log) = command(db_url, endpoint, queue_url, args);
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {}: {e} (cargo build --release -p feeder)", binary().display()));
+        Feeder { child, log }
+    }
+
+    /// Waits up to `timeout` for exit; kills and panics on timeout.
+    pub fn wait(mut self, timeout: Duration) -> (ExitStatus, String) {
+        let start = std::time::Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return (status, self.log_text());
+            }
+            if start.elapsed() > timeout {
+                let _ = self.child.kill();
+                panic!("feeder did not exit within {timeout:?}; log:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Feeder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `feeder drain` to completion and returns its log.
+pub fn drain(db_url: &str, endpoint: &str, queue_url: &str, timeout: Duration) -> String {
+    let f = Feeder::spawn(db_url, endpoint, queue_url, &["drain"], &[]);
+    let (status, log) = f.wait(timeout);
+    assert!(status.success(), "feeder drain failed: {status}\n{log}");
+    log
+}
