@@ -14,7 +14,9 @@ CREATE TABLE IF NOT EXISTS user_logins(
     app_version         integer,
     create_date         date
 );
-ALTER TABLE user_logins ADD COLUMN IF NOT EXISTS message_id text;
+-- COLLATE "C": message ids are opaque, so compare bytes (memcmp) rather than by locale rules
+-- in the unique index every load probes.
+ALTER TABLE user_logins ADD COLUMN IF NOT EXISTS message_id text COLLATE "C";
 CREATE UNIQUE INDEX IF NOT EXISTS user_logins_message_id_key ON user_logins (message_id);
 COMMENT ON COLUMN user_logins.app_version IS
     'major*1000000 + minor*1000 + patch ("2.3.0" = 2003000, "0.96" = 96000); app_version_text() inverts it';
@@ -27,7 +29,7 @@ CREATE OR REPLACE TRIGGER user_logins_mask
 
 -- Every message that cannot become a row, kept whole but masked.
 CREATE TABLE IF NOT EXISTS user_login_rejects(
-    message_id   text PRIMARY KEY,
+    message_id   text COLLATE "C" PRIMARY KEY,
     sent_at      timestamptz,
     rejected_at  timestamptz NOT NULL DEFAULT now(),
     reason       text NOT NULL,   -- machine-readable: missing_field, invalid_json, wrong_type, ...

@@ -4,8 +4,9 @@
 //! A value that already is a valid token (it authenticates under the key ring) is kept, so a
 //! dump/restore or a re-insert never double-masks; on UPDATE an unchanged column is not looked at
 //! at all. Attribute numbers are resolved once per trigger and re-checked by name per row (one
-//! `strcmp`), so an `ALTER TABLE` is noticed. The new tuple is built with one
-//! `heap_modify_tuple` per row, whatever the number of columns.
+//! `strcmp`), so an `ALTER TABLE` is noticed. Tokens are written straight into palloc'd text
+//! values and the new tuple is built with one `heap_modify_tuple_by_cols` per row: no Rust heap
+//! allocation per row on the INSERT/COPY path.
 //!
 //! A BEFORE trigger's output is not re-checked against `varchar(n)`, so this module enforces the
 //! column length itself.
@@ -13,10 +14,11 @@
 use crate::error::MaskError;
 use crate::keys;
 use pgrx::prelude::*;
-use pgrx::{pg_sys, FromDatum, IntoDatum};
+use pgrx::{pg_sys, FromDatum};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::CStr;
+use std::rc::Rc;
 
 /// One column to mask, as resolved against the table.
 #[derive(Clone)]
@@ -29,8 +31,11 @@ struct Column {
 
 thread_local! {
     /// Resolved columns per trigger OID.
-    static COLUMNS: RefCell<HashMap<pg_sys::Oid, Vec<Column>>> = RefCell::new(HashMap::new());
+    static COLUMNS: RefCell<HashMap<pg_sys::Oid, Rc<[Column]>>> = RefCell::new(HashMap::new());
 }
+
+/// Most tables mask a handful of columns; more than this many are masked in several passes.
+const MAX_COLUMNS_PER_PASS: usize = 16;
 
 #[pg_trigger]
 fn mask_columns<'a>(
@@ -50,88 +55,101 @@ fn mask_row<'a>(
             "mask_columns must be a BEFORE INSERT OR UPDATE … FOR EACH ROW trigger".into(),
         ));
     }
-    let (tuple, old) =
+    let (mut tuple, old) =
         if is_update { (td.tg_newtuple, td.tg_trigtuple) } else { (td.tg_trigtuple, std::ptr::null_mut()) };
     // SAFETY: PostgreSQL hands a row trigger a valid relation and tuple descriptor.
     let tupdesc = unsafe { (*td.tg_relation).rd_att };
     let columns = columns_for(trigger, tupdesc)?;
     let ring = keys::current_ring()?;
 
-    let mut replacements: Vec<(usize, pg_sys::Datum)> = Vec::new();
-    for col in &columns {
-        let attno = col.attnum as i32;
-        let mut is_null = false;
-        // SAFETY: attno was validated against this tupdesc by columns_for.
-        let datum = unsafe { pg_sys::heap_getattr(tuple, attno, tupdesc, &mut is_null) };
-        if is_null {
-            continue;
-        }
-        if is_update {
-            let mut old_null = false;
-            // SAFETY: the old tuple has the same descriptor.
-            let old_datum = unsafe { pg_sys::heap_getattr(old, attno, tupdesc, &mut old_null) };
-            // SAFETY: both are varlena datums of one column.
-            if !old_null && unsafe { same_varlena(datum, old_datum) } {
+    for pass in columns.chunks(MAX_COLUMNS_PER_PASS) {
+        let mut attnums = [0i32; MAX_COLUMNS_PER_PASS];
+        let mut values = [pg_sys::Datum::from(0usize); MAX_COLUMNS_PER_PASS];
+        let nulls = [false; MAX_COLUMNS_PER_PASS];
+        let mut n = 0;
+        for col in pass {
+            let attno = col.attnum as i32;
+            let mut is_null = false;
+            // SAFETY: attno was validated against this tupdesc by columns_for.
+            let datum = unsafe { pg_sys::heap_getattr(tuple, attno, tupdesc, &mut is_null) };
+            if is_null {
                 continue;
             }
-        }
-        // SAFETY: the column is text or varchar, both text varlenas.
-        let Some(value) = (unsafe { <&str>::from_polymorphic_datum(datum, false, pg_sys::TEXTOID) })
-        else {
-            continue;
-        };
-        if ring.is_token(value) {
-            continue;
-        }
-        let token = ring.mask(value);
-        if let Some(max) = col.max_chars {
-            // Tokens are ASCII: bytes are characters.
-            if token.len() > max {
-                return Err(MaskError::TokenTooLong { column: col.name.clone(), len: token.len(), max });
+            if is_update {
+                let mut old_null = false;
+                // SAFETY: the old tuple has the same descriptor.
+                let old_datum = unsafe { pg_sys::heap_getattr(old, attno, tupdesc, &mut old_null) };
+                // SAFETY: both are varlena datums of one column.
+                if !old_null && unsafe { same_varlena(datum, old_datum) } {
+                    continue;
+                }
             }
+            // SAFETY: text and varchar are varlenas; the bytes are detoasted for this call.
+            let Some(value) = (unsafe { <&[u8]>::from_polymorphic_datum(datum, false, pg_sys::TEXTOID) })
+            else {
+                continue;
+            };
+            if ring.is_token_bytes(value) {
+                continue;
+            }
+            let len = ring.mask_len(value.len());
+            if let Some(max) = col.max_chars {
+                // Tokens are ASCII: bytes are characters.
+                if len > max {
+                    return Err(MaskError::TokenTooLong { column: col.name.clone(), len, max });
+                }
+            }
+            attnums[n] = attno;
+            // SAFETY: a fresh text varlena of exactly `len` payload bytes, filled by mask_into.
+            values[n] = unsafe { new_text(len, |out| ring.mask_into(value, out)) };
+            n += 1;
         }
-        if let Some(d) = token.into_datum() {
-            replacements.push((col.attnum, d));
+        if n > 0 {
+            // SAFETY: `tupdesc` describes `tuple`; the new tuple lives in the trigger's memory
+            // context. Only the replaced columns are passed (no natts-sized arrays per row).
+            tuple = unsafe {
+                pg_sys::heap_modify_tuple_by_cols(
+                    tuple,
+                    tupdesc,
+                    n as i32,
+                    attnums.as_mut_ptr(),
+                    values.as_mut_ptr(),
+                    nulls.as_ptr().cast_mut(),
+                )
+            };
         }
     }
+    // SAFETY: `tuple` is the trigger's tuple or one formed from it with the same descriptor.
+    Ok(Some(unsafe { PgHeapTuple::from_heap_tuple(pgrx::PgTupleDesc::from_pg_unchecked(tupdesc), tuple) }))
+}
 
-    // SAFETY: `tupdesc` describes `tuple`; heap_modify_tuple copies into the trigger's memory
-    // context, which outlives this call.
+/// A palloc'd text value of `len` bytes written by `fill`, as a Datum.
+///
+/// # Safety
+/// Must be called inside a PostgreSQL memory context (any function or trigger call).
+unsafe fn new_text(len: usize, fill: impl FnOnce(&mut [u8])) -> pg_sys::Datum {
+    let total = pg_sys::VARHDRSZ + len;
+    // SAFETY: palloc returns `total` writable bytes or raises; the header is set before use.
     unsafe {
-        let desc = pgrx::PgTupleDesc::from_pg_unchecked(tupdesc);
-        if replacements.is_empty() {
-            return Ok(Some(PgHeapTuple::from_heap_tuple(desc, tuple)));
-        }
-        let natts = (*tupdesc).natts as usize;
-        let mut values = vec![pg_sys::Datum::from(0usize); natts];
-        let mut nulls = vec![false; natts];
-        let mut replace = vec![false; natts];
-        for (attnum, d) in replacements {
-            values[attnum - 1] = d;
-            replace[attnum - 1] = true;
-        }
-        let modified = pg_sys::heap_modify_tuple(
-            tuple,
-            tupdesc,
-            values.as_mut_ptr(),
-            nulls.as_mut_ptr(),
-            replace.as_mut_ptr(),
-        );
-        Ok(Some(PgHeapTuple::from_heap_tuple(desc, modified)))
+        let ptr = pg_sys::palloc(total).cast::<pg_sys::varlena>();
+        pgrx::varlena::set_varsize_4b(ptr, total as i32);
+        let data = std::slice::from_raw_parts_mut(ptr.cast::<u8>().add(pg_sys::VARHDRSZ), len);
+        fill(data);
+        pg_sys::Datum::from(ptr)
     }
 }
 
 /// The trigger's columns, from the cache when every cached attnum still has its name.
-fn columns_for(trigger: &PgTrigger<'_>, tupdesc: pg_sys::TupleDesc) -> Result<Vec<Column>, MaskError> {
+fn columns_for(trigger: &PgTrigger<'_>, tupdesc: pg_sys::TupleDesc) -> Result<Rc<[Column]>, MaskError> {
     let tgoid = trigger.trigger().tgoid;
     let cached = COLUMNS.with_borrow(|m| m.get(&tgoid).cloned());
     if let Some(cols) = cached {
-        if cols.iter().all(|c| attr_name(tupdesc, c.attnum).as_deref() == Some(c.name.as_str())) {
+        if cols.iter().all(|c| attr_name_bytes(tupdesc, c.attnum) == Some(c.name.as_bytes())) {
             return Ok(cols);
         }
     }
-    let cols = resolve(trigger, tupdesc)?;
-    COLUMNS.with_borrow_mut(|m| m.insert(tgoid, cols.clone()));
+    let cols: Rc<[Column]> = resolve(trigger, tupdesc)?.into();
+    COLUMNS.with_borrow_mut(|m| m.insert(tgoid, Rc::clone(&cols)));
     Ok(cols)
 }
 
@@ -147,10 +165,9 @@ fn attr(tupdesc: pg_sys::TupleDesc, attnum: usize) -> Option<&'static pg_sys::Fo
     }
 }
 
-fn attr_name(tupdesc: pg_sys::TupleDesc, attnum: usize) -> Option<String> {
-    attr(tupdesc, attnum)
-        // SAFETY: NameData is NUL-terminated.
-        .map(|a| unsafe { CStr::from_ptr(a.attname.data.as_ptr()) }.to_string_lossy().into_owned())
+fn attr_name_bytes(tupdesc: pg_sys::TupleDesc, attnum: usize) -> Option<&'static [u8]> {
+    // SAFETY: NameData is NUL-terminated.
+    attr(tupdesc, attnum).map(|a| unsafe { CStr::from_ptr(a.attname.data.as_ptr()) }.to_bytes())
 }
 
 fn resolve(trigger: &PgTrigger<'_>, tupdesc: pg_sys::TupleDesc) -> Result<Vec<Column>, MaskError> {
@@ -167,7 +184,7 @@ fn resolve(trigger: &PgTrigger<'_>, tupdesc: pg_sys::TupleDesc) -> Result<Vec<Co
         .into_iter()
         .map(|name| {
             let attnum = (1..=natts)
-                .find(|&n| attr_name(tupdesc, n).as_deref() == Some(name.as_str()))
+                .find(|&n| attr_name_bytes(tupdesc, n) == Some(name.as_bytes()))
                 .ok_or_else(|| MaskError::UnknownColumn { table: table.clone(), column: name.clone() })?;
             let a = attr(tupdesc, attnum).ok_or_else(|| MaskError::UnknownColumn {
                 table: table.clone(),

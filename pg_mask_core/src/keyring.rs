@@ -9,8 +9,7 @@
 //! once here, not per call). It must never reveal key bytes: `KeyRing`'s `Debug` lists key ids
 //! only, and errors point at entry numbers and key ids.
 
-use aes_gcm_siv::aead::KeyInit;
-use aes_gcm_siv::Aes256GcmSiv;
+use crate::siv::FixedNonceSiv;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;
 use std::fmt;
@@ -34,12 +33,14 @@ pub enum KeyRingError {
     BadLength { entry: usize, kid: String, len: usize },
     #[error("key id \"{kid}\" appears more than once")]
     DuplicateKeyId { kid: String },
+    #[error("the AES-256-GCM-SIV self-test failed; refusing to mask")]
+    SelfTest,
 }
 
-/// One key: its id and its ready cipher.
+/// One key: its id and its ready cipher (keys derived, associated data `pm1.<kid>` absorbed).
 pub(crate) struct Key {
     pub(crate) id: String,
-    pub(crate) cipher: Aes256GcmSiv,
+    pub(crate) cipher: FixedNonceSiv,
 }
 
 /// Parsed key ring. The first key is the active one.
@@ -90,8 +91,14 @@ impl KeyRing {
             if keys.iter().any(|k| k.id == kid) {
                 return Err(KeyRingError::DuplicateKeyId { kid: kid.to_owned() });
             }
-            let cipher = Aes256GcmSiv::new_from_slice(&bytes)
-                .map_err(|_| KeyRingError::BadLength { entry: entry_no, kid: kid.to_owned(), len: bytes.len() })?;
+            let key: [u8; KEY_BYTES] = bytes.as_slice().try_into().map_err(|_| KeyRingError::BadLength {
+                entry: entry_no,
+                kid: kid.to_owned(),
+                len: bytes.len(),
+            })?;
+            let aad = crate::token::associated_data(kid);
+            let cipher = FixedNonceSiv::new(&key, crate::token::NONCE, aad.as_bytes())
+                .ok_or(KeyRingError::SelfTest)?;
             keys.push(Key { id: kid.to_owned(), cipher });
         }
         if keys.is_empty() {

@@ -2,6 +2,7 @@
 //!
 //! - [`keyring`]: parsing the key ring configuration (`kid:base64key, …`) into ready ciphers.
 //! - [`token`]: the masked-token format (`pm1.<kid>.<base64url>`), deterministic AES-256-GCM-SIV.
+//! - [`siv`]: AES-256-GCM-SIV specialised for the fixed nonce (keys derived once per key).
 //! - [`login`]: validation of one SQS login-event body into the `user_logins` columns.
 //! - [`app_version`]: the `x.y.z` → integer encoding of `app_version`.
 //!
@@ -11,6 +12,7 @@
 pub mod app_version;
 pub mod keyring;
 pub mod login;
+pub mod siv;
 pub mod token;
 
 pub use keyring::{KeyRing, KeyRingError};

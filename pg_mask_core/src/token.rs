@@ -9,19 +9,26 @@
 //! Length: `5 + len(kid) + ceil(4 * (n + 16) / 3)` characters for an `n`-byte plaintext; a
 //! 15-character IPv4 address under key id `k1` is 49 characters.
 //!
+//! The cipher is [`crate::siv`], which is RFC 8452 AES-256-GCM-SIV with the per-nonce keys
+//! derived once; any RFC 8452 implementation (e.g. the `aes-gcm-siv` crate) with nonce 0 and
+//! associated data `pm1.<kid>` opens these tokens.
+//!
 //! Errors never contain the token's plaintext or key material.
 
 use crate::keyring::{Key, KeyRing};
-use aes_gcm_siv::aead::{Aead, Payload};
-use aes_gcm_siv::Nonce;
+use crate::siv::TAG_BYTES;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
 /// Version prefix of every token this crate writes.
 pub const PREFIX: &str = "pm1";
-const TAG_BYTES: usize = 16;
 /// The fixed nonce that makes AES-GCM-SIV deterministic (see the module comment).
-const NONCE: [u8; 12] = [0; 12];
+pub(crate) const NONCE: [u8; 12] = [0; 12];
+
+/// The associated data bound into every token of key `kid`: `pm1.<kid>`.
+pub(crate) fn associated_data(kid: &str) -> String {
+    format!("{PREFIX}.{kid}")
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
@@ -74,7 +81,22 @@ fn split(token: &str) -> Result<Parts<'_>, TokenError> {
 impl KeyRing {
     /// Masks `plaintext` under the active key.
     pub fn mask(&self, plaintext: &str) -> String {
-        seal(self.active(), plaintext.as_bytes())
+        let mut out = vec![0u8; self.mask_len(plaintext.len())];
+        self.mask_into(plaintext.as_bytes(), &mut out);
+        // The token is ASCII by construction (prefix, key id and base64url).
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Length of the token of an `n`-byte plaintext under the active key.
+    pub fn mask_len(&self, n: usize) -> usize {
+        token_len(self.active().id.len(), n)
+    }
+
+    /// Writes the token of `plaintext` into `out`, which must be exactly
+    /// [`mask_len`](Self::mask_len)`(plaintext.len())` bytes (so a caller can write straight
+    /// into a PostgreSQL text value without an intermediate `String`).
+    pub fn mask_into(&self, plaintext: &[u8], out: &mut [u8]) {
+        seal_into(self.active(), plaintext, out)
     }
 
     /// Recovers the plaintext of a token masked under any key in the ring.
@@ -89,6 +111,11 @@ impl KeyRing {
         value.starts_with("pm1.") && self.open(value).is_ok()
     }
 
+    /// [`is_token`](Self::is_token) for raw bytes (PostgreSQL text without a UTF-8 check).
+    pub fn is_token_bytes(&self, value: &[u8]) -> bool {
+        value.starts_with(b"pm1.") && std::str::from_utf8(value).is_ok_and(|v| self.open(v).is_ok())
+    }
+
     /// Re-encrypts a token under the active key (a no-op for tokens already under it).
     pub fn remask(&self, token: &str) -> Result<String, TokenError> {
         let parts = split(token)?;
@@ -96,31 +123,47 @@ impl KeyRing {
         if parts.kid == self.active_key_id() {
             return Ok(token.to_owned());
         }
-        Ok(seal(self.active(), &bytes))
+        let mut out = vec![0u8; self.mask_len(bytes.len())];
+        self.mask_into(&bytes, &mut out);
+        String::from_utf8(out).map_err(|_| TokenError::Malformed)
     }
 
     fn open(&self, token: &str) -> Result<Vec<u8>, TokenError> {
         let parts = split(token)?;
         let key = self.find(parts.kid).ok_or_else(|| TokenError::UnknownKey(parts.kid.to_owned()))?;
-        let sealed = URL_SAFE_NO_PAD.decode(parts.data).map_err(|_| TokenError::Malformed)?;
-        key.cipher
-            .decrypt(Nonce::from_slice(&NONCE), Payload { msg: &sealed, aad: parts.aad.as_bytes() })
-            .map_err(|_| TokenError::Authentication)
+        // The key's cipher has `pm1.<kid>` bound in; `parts.aad` is that same text.
+        debug_assert_eq!(parts.aad, associated_data(&key.id));
+        let mut sealed = URL_SAFE_NO_PAD.decode(parts.data).map_err(|_| TokenError::Malformed)?;
+        let split_at = sealed.len().checked_sub(TAG_BYTES).ok_or(TokenError::Malformed)?;
+        let tag: [u8; TAG_BYTES] = sealed[split_at..].try_into().map_err(|_| TokenError::Malformed)?;
+        sealed.truncate(split_at);
+        key.cipher.decrypt_in_place(&mut sealed, &tag).map_err(|_| TokenError::Authentication)?;
+        Ok(sealed)
     }
 }
 
-fn seal(key: &Key, plaintext: &[u8]) -> String {
-    let aad = format!("{PREFIX}.{}", key.id);
-    let sealed = key
-        .cipher
-        .encrypt(Nonce::from_slice(&NONCE), Payload { msg: plaintext, aad: aad.as_bytes() })
-        // aes-gcm-siv only fails for plaintexts over 2^36 bytes; PostgreSQL values stop at 1 GB.
-        .unwrap_or_default();
-    let mut token = String::with_capacity(token_len(key.id.len(), plaintext.len()));
-    token.push_str(&aad);
-    token.push('.');
-    URL_SAFE_NO_PAD.encode_string(&sealed, &mut token);
-    token
+/// Plaintexts up to this size are sealed in a stack buffer (IPs, device ids); longer ones on the heap.
+const STACK_SEAL: usize = 240;
+
+fn seal_into(key: &Key, plaintext: &[u8], out: &mut [u8]) {
+    let mut stack = [0u8; STACK_SEAL + TAG_BYTES];
+    let mut heap = Vec::new();
+    let sealed: &mut [u8] = if plaintext.len() <= STACK_SEAL {
+        &mut stack[..plaintext.len() + TAG_BYTES]
+    } else {
+        heap.resize(plaintext.len() + TAG_BYTES, 0);
+        &mut heap
+    };
+    let (body, tag_out) = sealed.split_at_mut(plaintext.len());
+    body.copy_from_slice(plaintext);
+    tag_out.copy_from_slice(&key.cipher.encrypt_in_place(body));
+    let head = PREFIX.len() + 1 + key.id.len() + 1;
+    out[..PREFIX.len()].copy_from_slice(PREFIX.as_bytes());
+    out[PREFIX.len()] = b'.';
+    out[PREFIX.len() + 1..head - 1].copy_from_slice(key.id.as_bytes());
+    out[head - 1] = b'.';
+    // `out` is sized by token_len, which is exactly the unpadded base64 length.
+    let _ = URL_SAFE_NO_PAD.encode_slice(&*sealed, &mut out[head..]);
 }
 
 #[cfg(test)]

@@ -18,8 +18,10 @@ pub struct LoginRow {
     pub sent_at: Option<TimestampWithTimeZone>,
     pub user_id: String,
     pub device_type: Option<String>,
+    /// Token, already masked.
     pub ip: Option<String>,
     pub locale: Option<String>,
+    /// Token, already masked.
     pub device_id: Option<String>,
     pub app_version: Option<i32>,
 }
@@ -29,7 +31,7 @@ pub struct RejectRow {
     pub sent_at: Option<TimestampWithTimeZone>,
     pub reason: &'static str,
     pub detail: String,
-    /// The whole body; masked by the rejects table's mask_columns trigger.
+    /// The whole body as a token, already masked.
     pub payload: Option<String>,
 }
 

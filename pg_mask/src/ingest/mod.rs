@@ -7,9 +7,10 @@
 //! - [`flush::ingest_flush`] (AFTER INSERT, FOR EACH STATEMENT): writes the buffer out with one
 //!   set-based `INSERT … SELECT FROM unnest(…) ON CONFLICT (message_id) DO NOTHING` per table.
 //!
-//! The tables' own `mask_columns` triggers mask `ip`, `device_id` and the reject payload, so
-//! plaintext lives only in this backend's memory between a row and its flush, never in a
-//! relation, the WAL or a log line. A bad body never raises: it becomes a reject.
+//! `ip`, `device_id` and a reject's whole payload are masked in the row trigger, before
+//! buffering (the tables' own `mask_columns` triggers then see valid tokens and keep them).
+//! Plaintext lives only in this backend's memory for the duration of one row: never in a
+//! relation, a temp file, the WAL or a log line. A bad body never raises: it becomes a reject.
 //! [`stats::ingest_stats`] reports what the current transaction loaded.
 
 mod buffer;

@@ -66,9 +66,12 @@ fn ingest_row<'a>(
                 sent_at,
                 user_id: e.user_id.into_owned(),
                 device_type: e.device_type.map(Into::into),
-                ip: e.ip.map(Into::into),
+                // Masked here, before anything leaves this function: plaintext never reaches the
+                // INSERT's parameters. The table's mask_columns trigger sees valid tokens and
+                // keeps them.
+                ip: e.ip.map(|v| ring.mask(&v)),
                 locale: e.locale.map(Into::into),
-                device_id: e.device_id.map(Into::into),
+                device_id: e.device_id.map(|v| ring.mask(&v)),
                 app_version: e.app_version,
             })
         }),
@@ -78,7 +81,9 @@ fn ingest_row<'a>(
                 sent_at,
                 reason: reject.reason.as_str(),
                 detail: reject.detail,
-                payload: body.map(str::to_owned),
+                // Masked now, like ip and device_id: a batch of large rejects could otherwise
+                // spill plaintext into the INSERT's temp files.
+                payload: body.map(|b| ring.mask(b)),
             })
         }),
     };

@@ -41,6 +41,9 @@ impl Widths {
 }
 
 pub struct Target {
+    /// Plain INSERT: the fast path, tried first in a subtransaction.
+    pub insert_logins_fast: OwnedPreparedStatement,
+    /// INSERT … ON CONFLICT DO NOTHING: the path for batches that hold already-loaded ids.
     pub insert_logins: OwnedPreparedStatement,
     pub insert_rejects: OwnedPreparedStatement,
     logins_table: String,
@@ -98,35 +101,34 @@ fn prepare(client: &SpiClient<'_>, logins: &str, rejects: &str) -> Result<Target
     let ts_arr = PgOid::from(pg_sys::TIMESTAMPTZARRAYOID);
     let int_arr = PgOid::from(pg_sys::INT4ARRAYOID);
     // Sorted input (see flush.rs) plus ON CONFLICT DO NOTHING: concurrent loaders of the same
-    // ids wait for each other in one order and skip, instead of failing or deadlocking. The
-    // NOT EXISTS keeps one message id in one table even if it came back with another body.
-    let insert_logins = format!(
+    // ids wait for each other in one order and skip, instead of failing or deadlocking. A message
+    // id always comes with the same body, so a valid message never meets its own reject; the
+    // rejects INSERT still checks the logins table (rejects are rare, the probe is cheap there),
+    // which keeps one id in one table even for a hand-made batch that reuses an id.
+    let insert_logins_fast = format!(
         "INSERT INTO {logins_table} AS t (message_id, user_id, device_type, masked_ip, \
          masked_device_id, locale, app_version, create_date) \
          SELECT m, u, d, i, di, l, v, (coalesce(s, now()) AT TIME ZONE 'UTC')::date \
-         FROM unnest($1, $2, $3, $4, $5, $6, $7, $8) AS r(m, s, u, d, i, di, l, v) \
-         WHERE NOT EXISTS (SELECT FROM {rejects_table} x WHERE x.message_id = r.m) \
-         ON CONFLICT (message_id) DO NOTHING"
+         FROM unnest($1, $2, $3, $4, $5, $6, $7, $8) AS r(m, s, u, d, i, di, l, v)"
     );
+    let insert_logins = format!("{insert_logins_fast} ON CONFLICT (message_id) DO NOTHING");
     let insert_rejects = format!(
         "INSERT INTO {rejects_table} (message_id, sent_at, reason, detail, payload) \
          SELECT * FROM unnest($1, $2, $3, $4, $5) AS r(m, s, re, de, p) \
          WHERE NOT EXISTS (SELECT FROM {logins_table} x WHERE x.message_id = r.m) \
          ON CONFLICT (message_id) DO NOTHING"
     );
-    let logins_plan = client
-        .prepare_mut(
-            insert_logins.as_str(),
-            &[text_arr, ts_arr, text_arr, text_arr, text_arr, text_arr, text_arr, int_arr],
-        )
-        .map_err(spi_err)?
-        .keep();
+    let login_types = [text_arr, ts_arr, text_arr, text_arr, text_arr, text_arr, text_arr, int_arr];
+    let logins_fast_plan =
+        client.prepare_mut(insert_logins_fast.as_str(), &login_types).map_err(spi_err)?.keep();
+    let logins_plan = client.prepare_mut(insert_logins.as_str(), &login_types).map_err(spi_err)?.keep();
     let rejects_plan = client
         .prepare_mut(insert_rejects.as_str(), &[text_arr, ts_arr, text_arr, text_arr, text_arr])
         .map_err(spi_err)?
         .keep();
     let widths = read_widths(client, &logins_table)?;
     Ok(Target {
+        insert_logins_fast: logins_fast_plan,
         insert_logins: logins_plan,
         insert_rejects: rejects_plan,
         logins_table,

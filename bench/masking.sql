@@ -1,0 +1,78 @@
+-- Benchmark 1 (issue: pg_mask extension): per-call cost of mask_pii against pgcrypto, and COPY
+-- with vs without the masking trigger. Run by bench/run.sh in a scratch database; prints
+-- ratios measured in this run. Synthetic data only.
+\set ON_ERROR_STOP 1
+\pset pager off
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS pgcrypto;
+
+-- 1M distinct IP-like strings.
+DROP TABLE IF EXISTS bench_ips;
+CREATE UNLOGGED TABLE bench_ips AS
+    SELECT format('%s.%s.%s.%s', 1 + i / 65536 % 223, i / 256 % 256, i % 256, i % 7) AS v
+      FROM generate_series(1, 1000000) AS i;
+ANALYZE bench_ips;
+
+-- Best of 3 wall-clock runs of `SELECT count(<expr>) FROM bench_ips`, in seconds.
+CREATE OR REPLACE FUNCTION pg_temp.best_of_3(expr text) RETURNS float8 LANGUAGE plpgsql AS $$
+DECLARE t0 timestamptz; best float8 := 'Infinity'; n bigint;
+BEGIN
+  FOR _ IN 1..3 LOOP
+    t0 := clock_timestamp();
+    EXECUTE format('SELECT count(%s) FROM bench_ips', expr) INTO n;
+    best := least(best, extract(epoch FROM clock_timestamp() - t0));
+  END LOOP;
+  RETURN best;
+END $$;
+
+CREATE TEMP TABLE calls AS
+WITH base AS (SELECT pg_temp.best_of_3('length(v)') AS s)
+SELECT f.name,
+       round(((pg_temp.best_of_3(f.expr) - base.s) * 1e6 / 1000000)::numeric, 3) AS net_us_per_call
+  FROM base, (VALUES
+        ('mask_pii(v)', 'mask_pii(v)'),
+        ('pgcrypto encrypt(aes)', $$encrypt(convert_to(v, 'UTF8'), '\x000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f'::bytea, 'aes')$$),
+        ('pgcrypto hmac(sha256)', $$hmac(v, 'k', 'sha256')$$),
+        ('unmask_pii(mask_pii(v)) - mask', 'unmask_pii(mask_pii(v))')) AS f(name, expr);
+UPDATE calls SET net_us_per_call = net_us_per_call - (SELECT net_us_per_call FROM calls WHERE name = 'mask_pii(v)')
+ WHERE name LIKE 'unmask%';
+\echo '== per-call cost, 1M distinct IP-like strings (net of count(length(v)), best of 3)'
+SELECT name, net_us_per_call,
+       round(net_us_per_call / (SELECT net_us_per_call FROM calls WHERE name = 'pgcrypto encrypt(aes)'), 2) AS vs_pgcrypto_encrypt
+  FROM calls ORDER BY name;
+
+-- COPY of 1M rows into user_logins-shaped tables, with and without mask_columns.
+DROP TABLE IF EXISTS bench_plain, bench_masked;
+CREATE UNLOGGED TABLE bench_rows AS
+    SELECT 'msg-' || i AS message_id, 'user-' || i AS user_id, 'android'::text AS device_type,
+           v AS ip, lpad((i % 1000)::text, 3, '0') || '-' || lpad((i % 100)::text, 2, '0') || '-' || lpad(i::text, 4, '0') AS device_id,
+           'RU'::text AS locale, 2003000 AS app_version, current_date AS create_date
+      FROM (SELECT v, row_number() OVER () AS i FROM bench_ips) AS t;
+COPY bench_rows TO '/tmp/pg_mask_bench_rows.bin' (FORMAT binary);
+CREATE TABLE bench_plain (message_id text UNIQUE, user_id varchar(128), device_type varchar(32),
+    masked_ip varchar(256), masked_device_id varchar(256), locale varchar(32), app_version integer, create_date date);
+CREATE TABLE bench_masked (LIKE bench_plain INCLUDING ALL);
+CREATE TRIGGER m BEFORE INSERT OR UPDATE ON bench_masked
+    FOR EACH ROW EXECUTE FUNCTION mask_columns('masked_ip', 'masked_device_id');
+CHECKPOINT;
+CREATE TEMP TABLE copies (name text, seconds float8);
+DO $$
+DECLARE t0 timestamptz;
+BEGIN
+  FOR _ IN 1..2 LOOP
+    TRUNCATE bench_plain; TRUNCATE bench_masked;
+    t0 := clock_timestamp();
+    EXECUTE $q$COPY bench_plain FROM '/tmp/pg_mask_bench_rows.bin' (FORMAT binary)$q$;
+    INSERT INTO copies VALUES ('plain COPY', extract(epoch FROM clock_timestamp() - t0));
+    t0 := clock_timestamp();
+    EXECUTE $q$COPY bench_masked FROM '/tmp/pg_mask_bench_rows.bin' (FORMAT binary)$q$;
+    INSERT INTO copies VALUES ('COPY + mask_columns', extract(epoch FROM clock_timestamp() - t0));
+  END LOOP;
+END $$;
+\echo '== COPY of 1M rows (best of 2)'
+SELECT name, round(min(seconds)::numeric, 2) AS seconds, round((1000000 / min(seconds))::numeric) AS rows_per_s,
+       round(((SELECT min(seconds) FROM copies WHERE name = 'plain COPY') / min(seconds))::numeric, 2) AS throughput_vs_plain
+  FROM copies GROUP BY name ORDER BY name DESC;
+SELECT count(*) FILTER (WHERE masked_ip LIKE 'pm1.%') = 1000000 AS all_masked FROM bench_masked;
+DROP TABLE bench_plain, bench_masked, bench_rows, bench_ips;
+\! rm -f /tmp/pg_mask_bench_rows.bin
