@@ -53,7 +53,7 @@ pub enum Command {
 pub struct Common {
     /// PostgreSQL connection URL. When unset, PGHOST, PGPORT, PGUSER, PGPASSWORD and PGDATABASE
     /// are used if present, else the reference default.
-    #[arg(long, env = "DATABASE_URL", global = true)]
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
     /// SQS queue URL.
     #[arg(long, env = "SQS_QUEUE_URL", default_value = DEFAULT_QUEUE_URL, global = true)]
@@ -82,22 +82,22 @@ pub struct Common {
 #[derive(Args, Debug, Clone)]
 pub struct RunOptions {
     /// Concurrent SQS receivers (each a long-polling ReceiveMessage loop).
-    #[arg(long, env = "FEEDER_RECEIVERS", default_value_t = 4)]
+    #[arg(long, env = "FEEDER_RECEIVERS", global = true, default_value_t = 4)]
     pub receivers: usize,
     /// Milliseconds a partial batch may wait for more messages before it is loaded.
-    #[arg(long, env = "FEEDER_LINGER_MS", default_value_t = 500)]
+    #[arg(long, env = "FEEDER_LINGER_MS", global = true, default_value_t = 500)]
     pub linger_ms: u64,
     /// Long-poll wait per ReceiveMessage, seconds (0-20). Shutdown waits for the polls in
     /// progress, so this bounds how long SIGTERM takes on an idle queue.
-    #[arg(long, env = "FEEDER_WAIT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=20))]
+    #[arg(long, env = "FEEDER_WAIT_SECONDS", global = true, default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=20))]
     pub wait_seconds: i32,
     /// Visibility timeout requested on receive, seconds. A batch still in flight after half of
     /// it gets its visibility extended.
-    #[arg(long, env = "FEEDER_VISIBILITY_TIMEOUT", default_value_t = 60)]
+    #[arg(long, env = "FEEDER_VISIBILITY_TIMEOUT", global = true, default_value_t = 60)]
     pub visibility_timeout: i32,
     /// Serve Prometheus metrics on /metrics and a health check on /healthz at this address
     /// (e.g. 127.0.0.1:9187).
-    #[arg(long, env = "FEEDER_METRICS_ADDR")]
+    #[arg(long, env = "FEEDER_METRICS_ADDR", global = true)]
     pub metrics_addr: Option<std::net::SocketAddr>,
 }
 

@@ -49,7 +49,7 @@ impl Counters {
         let secs = elapsed.as_secs_f64().max(1e-9);
         let received = self.get(|c| &c.received);
         format!(
-            "received {received}, loaded {}, duplicates {}, rejected {}, deleted {}, delete failures {}, {:.1} s, {:.0} messages/s",
+            "received {received}, loaded {}, duplicates {}, rejected {}, deleted {}, delete failures {}, {:.2} s, {:.0} messages/s",
             self.get(|c| &c.loaded),
             self.get(|c| &c.duplicates),
             self.get(|c| &c.rejected),
