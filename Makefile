@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: help deps install db schema sqs seed drain show demo test test-unit test-integration bench stop fmt lint
+.PHONY: help deps install db schema sqs feeder demo test bench docker-key docker-check stop fmt lint
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -35,6 +35,13 @@ test: db ## every test: unit, extension, ingest, feeder and reliability suites
 
 bench: schema feeder ## benchmarks (not pass/fail): masking, COPY, ingest, feeder vs baseline
 	@bash bench/run.sh
+
+docker-key: ## create docker/secrets/pg_mask.keys (once) for docker compose
+	@mkdir -p docker/secrets && umask 077 && test -s docker/secrets/pg_mask.keys || \
+	  echo "k1:$$(head -c 32 /dev/urandom | base64)" > docker/secrets/pg_mask.keys
+
+docker-check: ## static checks of the Docker files (hadolint, compose-spec); no engine needed
+	@bash scripts/check-docker.sh
 
 stop: ## stop the emulator and PostgreSQL
 	@bash scripts/sqs.sh stop; bash scripts/pg.sh stop

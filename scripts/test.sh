@@ -4,6 +4,8 @@
 # change server-wide key settings or restart the server.
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
+log "Docker files (static checks; no engine on this machine)"
+bash scripts/check-docker.sh
 log "unit tests (pg_mask_core, feeder)"
 cargo test -q -p pg_mask_core -p feeder
 log "integration suites (real PostgreSQL 15 + pg_mask, real SQS emulators)"
