@@ -150,7 +150,11 @@ impl Common {
         if host.ends_with("amazonaws.com") {
             return None;
         }
-        Some(format!("{}://{}", url.scheme(), &url[url::Position::BeforeHost..url::Position::AfterPort]))
+        Some(format!(
+            "{}://{}",
+            url.scheme(),
+            &url[url::Position::BeforeHost..url::Position::AfterPort]
+        ))
     }
 }
 

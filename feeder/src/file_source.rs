@@ -60,6 +60,9 @@ mod tests {
         assert_eq!(rows[0].message_id, message_id(1, b"{\"a\":1}"));
         assert_eq!(rows[1].body, "{\"a\":1}");
         let (again, _) = read_rows(&input[..]).expect("reads");
-        assert_eq!(again.iter().map(|r| &r.message_id).collect::<Vec<_>>(), rows.iter().map(|r| &r.message_id).collect::<Vec<_>>());
+        assert_eq!(
+            again.iter().map(|r| &r.message_id).collect::<Vec<_>>(),
+            rows.iter().map(|r| &r.message_id).collect::<Vec<_>>()
+        );
     }
 }

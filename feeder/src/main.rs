@@ -42,13 +42,14 @@ enum FeederError {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init_logging(cli.common.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let runtime =
+        match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                eprintln!("error: cannot start the async runtime: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
     match runtime.block_on(try_main(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -142,10 +143,22 @@ async fn consume(cli: &Cli, mode: Mode) -> Result<(), FeederError> {
     tracing::info!(queue = %queue.url, database = %sink.target(), "feeder started ({mode:?})");
 
     let counters = Arc::new(Counters::default());
-    let progress = telemetry::spawn_progress(Arc::clone(&counters), Duration::from_secs(common.progress_interval));
+    let progress = telemetry::spawn_progress(
+        Arc::clone(&counters),
+        Duration::from_secs(common.progress_interval),
+    );
     let start = Instant::now();
     let result = loop {
-        let r = pipeline::run(&queue, &mut sink, &cli.run, common.batch_size, mode, &shutdown, &counters).await;
+        let r = pipeline::run(
+            &queue,
+            &mut sink,
+            &cli.run,
+            common.batch_size,
+            mode,
+            &shutdown,
+            &counters,
+        )
+        .await;
         if r.is_err() || mode == Mode::Forever || shutdown.requested() {
             break r;
         }
@@ -154,7 +167,9 @@ async fn consume(cli: &Cli, mode: Mode) -> Result<(), FeederError> {
         match queue.depth().await {
             Ok((0, 0)) => break Ok(()),
             Ok((visible, in_flight)) => {
-                tracing::info!("queue not empty yet ({visible} visible, {in_flight} in flight); waiting");
+                tracing::info!(
+                    "queue not empty yet ({visible} visible, {in_flight} in flight); waiting"
+                );
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
             Err(e) if e.is_transient() => tokio::time::sleep(Duration::from_secs(1)).await,
@@ -191,7 +206,8 @@ async fn load_file(common: &config::Common, path: &std::path::Path) -> Result<()
     let start = Instant::now();
     let mut last_log = Instant::now();
     for chunk in rows.chunks(common.batch_size.max(1)) {
-        let mut backoff = backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+        let mut backoff =
+            backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         let done = loop {
             match sink.load(chunk).await {
                 Ok(d) => break d,
@@ -236,7 +252,8 @@ async fn seed(common: &config::Common, path: &std::path::Path) -> Result<(), Fee
         .map(|chunk| {
             let q = queue.clone();
             async move {
-                let mut backoff = backoff::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+                let mut backoff =
+                    backoff::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
                 loop {
                     match q.send_batch(&chunk).await {
                         Ok(n) => return Ok::<usize, sqs::SqsError>(n),
@@ -249,7 +266,11 @@ async fn seed(common: &config::Common, path: &std::path::Path) -> Result<(), Fee
         .buffer_unordered(8)
         .try_fold(0, |acc, n| async move { Ok(acc + n) })
         .await?;
-    let msg = format!("seeded {sent} messages into {} in {:.1} s", queue.url, start.elapsed().as_secs_f64());
+    let msg = format!(
+        "seeded {sent} messages into {} in {:.1} s",
+        queue.url,
+        start.elapsed().as_secs_f64()
+    );
     tracing::info!("{msg}");
     println!("{msg}");
     Ok(())

@@ -81,7 +81,9 @@ pub async fn run(
                 Ok(None) | Err(_) => break,
             }
         }
-        if let Err(e) = load_with_retry(queue, sink, &batch, opts.visibility_timeout, counters).await {
+        if let Err(e) =
+            load_with_retry(queue, sink, &batch, opts.visibility_timeout, counters).await
+        {
             result = Err(e);
             break;
         }
@@ -180,7 +182,10 @@ async fn load_with_retry(
         match result {
             Ok(done) => {
                 if let Some(outage) = backoff.succeed() {
-                    tracing::info!("PostgreSQL reachable again after {:.1} s", outage.as_secs_f64());
+                    tracing::info!(
+                        "PostgreSQL reachable again after {:.1} s",
+                        outage.as_secs_f64()
+                    );
                 }
                 metrics::histogram!("feeder_batch_seconds").record(started.elapsed().as_secs_f64());
                 count!(counters, loaded, done.loaded);
@@ -193,7 +198,10 @@ async fn load_with_retry(
             Err(e) if e.is_transient() => {
                 let (delay, first) = backoff.fail();
                 if first {
-                    tracing::warn!("{e}; keeping the batch of {} and retrying with backoff", rows.len());
+                    tracing::warn!(
+                        "{e}; keeping the batch of {} and retrying with backoff",
+                        rows.len()
+                    );
                 }
                 let pause = tokio::time::Instant::now() + delay;
                 while tokio::time::Instant::now() < pause {
@@ -228,32 +236,36 @@ async fn extend_visibility(queue: &Queue, batch: &[Received], visibility: i32) {
 
 async fn delete_all(queue: Queue, receipts: Vec<String>, counters: Arc<Counters>) {
     let n = receipts.len();
-    stream::iter(receipts.chunks(10).map(<[String]>::to_vec))
-        .for_each_concurrent(DELETE_CONCURRENCY, |chunk| {
+    let failed: usize = stream::iter(receipts.chunks(10).map(<[String]>::to_vec))
+        .map(|chunk| {
             let queue = queue.clone();
             let counters = Arc::clone(&counters);
             async move {
                 let mut pending = chunk;
                 let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
                 for attempt in 1..=DELETE_ATTEMPTS {
-                    match queue.delete_batch(&pending).await {
-                        Ok(failed) => {
-                            count!(counters, deleted, pending.len() - failed.len());
-                            pending = failed;
-                        }
-                        Err(e) if attempt == DELETE_ATTEMPTS => {
-                            tracing::warn!("{e}; giving up deleting {} messages (they will be redelivered and skipped as duplicates)", pending.len());
-                        }
-                        Err(_) => {}
+                    if let Ok(failed) = queue.delete_batch(&pending).await {
+                        count!(counters, deleted, pending.len() - failed.len());
+                        pending = failed;
                     }
-                    if pending.is_empty() {
-                        return;
+                    if pending.is_empty() || attempt == DELETE_ATTEMPTS {
+                        break;
                     }
                     tokio::time::sleep(backoff.fail().0).await;
                 }
-                count!(counters, delete_failures, pending.len());
+                pending.len()
             }
         })
+        .buffer_unordered(DELETE_CONCURRENCY)
+        .fold(0, |acc, f| async move { acc + f })
         .await;
+    if failed > 0 {
+        // One line per batch, not per request: an SQS outage must not flood the log.
+        count!(counters, delete_failures, failed);
+        tracing::warn!(
+            "could not delete {failed} of {n} committed messages after {DELETE_ATTEMPTS} attempts; \
+             they will be redelivered and skipped as duplicates"
+        );
+    }
     metrics::gauge!("feeder_in_flight").decrement(n as f64);
 }

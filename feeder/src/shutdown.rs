@@ -16,7 +16,9 @@ impl Shutdown {
             let _ = tx.send(true);
             // A second signal means "now".
             wait_for_signal().await;
-            tracing::warn!("second signal: exiting immediately (unacknowledged messages will be redelivered)");
+            tracing::warn!(
+                "second signal: exiting immediately (unacknowledged messages will be redelivered)"
+            );
             std::process::exit(130);
         });
         Shutdown(rx)

@@ -117,7 +117,8 @@ impl Sink {
             writer.as_mut().write(&[&r.message_id, &r.sent_at, &r.body]).await?;
         }
         writer.finish().await?;
-        let s = tx.query_one("SELECT loaded, duplicates, rejected FROM ingest_stats()", &[]).await?;
+        let s =
+            tx.query_one("SELECT loaded, duplicates, rejected FROM ingest_stats()", &[]).await?;
         tx.commit().await?;
         Ok(Loaded {
             loaded: s.get::<_, i64>(0) as u64,

@@ -77,7 +77,9 @@ impl Queue {
         R: std::fmt::Debug,
     {
         match &e {
-            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
+            SdkError::DispatchFailure(_)
+            | SdkError::TimeoutError(_)
+            | SdkError::ResponseError(_) => {
                 let detail = DisplayErrorContext(&e).to_string();
                 let short = detail.rsplit(": ").next().unwrap_or(&detail).to_owned();
                 SqsError::Unreachable { endpoint: self.endpoint.clone(), detail: short }
@@ -89,7 +91,11 @@ impl Queue {
                     SqsError::NoQueue { queue: self.url.clone() }
                 } else if matches!(
                     code.as_str(),
-                    "InvalidClientTokenId" | "UnrecognizedClientException" | "SignatureDoesNotMatch" | "AccessDenied" | "AccessDeniedException"
+                    "InvalidClientTokenId"
+                        | "UnrecognizedClientException"
+                        | "SignatureDoesNotMatch"
+                        | "AccessDenied"
+                        | "AccessDeniedException"
                 ) {
                     SqsError::Credentials { code }
                 } else {
@@ -144,7 +150,11 @@ impl Queue {
         ))
     }
 
-    pub async fn receive(&self, wait_seconds: i32, visibility: i32) -> Result<Vec<Received>, SqsError> {
+    pub async fn receive(
+        &self,
+        wait_seconds: i32,
+        visibility: i32,
+    ) -> Result<Vec<Received>, SqsError> {
         let out = self
             .client
             .receive_message()
@@ -169,7 +179,11 @@ impl Queue {
                     .and_then(|ms| ms.parse::<u64>().ok())
                     .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
                 Some(Received {
-                    row: Row { message_id: m.message_id?, sent_at, body: m.body.unwrap_or_default() },
+                    row: Row {
+                        message_id: m.message_id?,
+                        sent_at,
+                        body: m.body.unwrap_or_default(),
+                    },
                     receipt: m.receipt_handle?,
                     received_at: now,
                 })
@@ -207,7 +221,11 @@ impl Queue {
     }
 
     /// Extends the visibility of up to 10 receipts.
-    pub async fn extend_visibility(&self, receipts: &[String], seconds: i32) -> Result<(), SqsError> {
+    pub async fn extend_visibility(
+        &self,
+        receipts: &[String],
+        seconds: i32,
+    ) -> Result<(), SqsError> {
         let entries = receipts
             .iter()
             .enumerate()

@@ -10,9 +10,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FEEDER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,aws=warn,aws_config=warn,aws_smithy_runtime=error"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FEEDER_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,aws=warn,aws_config=warn,aws_smithy_runtime=error")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
     match format {
         LogFormat::Human => builder.compact().init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -70,7 +74,9 @@ pub fn spawn_progress(counters: Arc<Counters>, interval: Duration) -> tokio::tas
         tick.tick().await;
         loop {
             tick.tick().await;
-            let done = counters.get(|c| &c.loaded) + counters.get(|c| &c.duplicates) + counters.get(|c| &c.rejected);
+            let done = counters.get(|c| &c.loaded)
+                + counters.get(|c| &c.duplicates)
+                + counters.get(|c| &c.rejected);
             if done != last {
                 tracing::info!("progress: {}", counters.summary(start.elapsed()));
                 last = done;
@@ -90,10 +96,16 @@ pub async fn serve_metrics(addr: std::net::SocketAddr) -> std::io::Result<()> {
         .map_err(std::io::Error::other)?;
     metrics::describe_counter!("feeder_received_total", "messages received from SQS");
     metrics::describe_counter!("feeder_loaded_total", "messages that became user_logins rows");
-    metrics::describe_counter!("feeder_duplicates_total", "messages skipped: id already loaded or rejected");
+    metrics::describe_counter!(
+        "feeder_duplicates_total",
+        "messages skipped: id already loaded or rejected"
+    );
     metrics::describe_counter!("feeder_rejected_total", "messages kept in user_login_rejects");
     metrics::describe_counter!("feeder_deleted_total", "messages deleted from SQS after commit");
-    metrics::describe_counter!("feeder_delete_failures_total", "delete entries that failed after retries");
+    metrics::describe_counter!(
+        "feeder_delete_failures_total",
+        "delete entries that failed after retries"
+    );
     metrics::describe_histogram!("feeder_batch_seconds", "COPY + commit time per batch");
     metrics::describe_gauge!("feeder_in_flight", "messages received and not yet deleted");
     let listener = tokio::net::TcpListener::bind(addr).await?;

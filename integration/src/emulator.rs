@@ -31,7 +31,10 @@ pub fn repo_root() -> PathBuf {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 impl Emulator {
@@ -55,7 +58,9 @@ impl Emulator {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {kind:?} (run scripts/deps.sh): {e}"));
         let emu = Emulator { child, port, kind };
-        let up = crate::wait_until(Duration::from_secs(30), || TcpStream::connect(("127.0.0.1", port)).is_ok());
+        let up = crate::wait_until(Duration::from_secs(30), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
         assert!(up, "{kind:?} did not start on port {port}");
         emu
     }
@@ -124,10 +129,9 @@ impl Drop for Proxy {
 }
 
 fn pipe(a: TcpStream, b: TcpStream, enabled: Arc<AtomicBool>) {
-    for (mut from, mut to) in [
-        (a.try_clone().expect("clone"), b.try_clone().expect("clone")),
-        (b, a),
-    ] {
+    for (mut from, mut to) in
+        [(a.try_clone().expect("clone"), b.try_clone().expect("clone")), (b, a)]
+    {
         let enabled = Arc::clone(&enabled);
         std::thread::spawn(move || {
             let _ = from.set_read_timeout(Some(Duration::from_millis(200)));
@@ -148,7 +152,11 @@ fn pipe(a: TcpStream, b: TcpStream, enabled: Arc<AtomicBool>) {
                             return;
                         }
                     }
-                    Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) => {}
                     Err(_) => return,
                 }
             }
@@ -172,12 +180,15 @@ pub struct Msg {
 impl Sqs {
     /// Creates a uniquely named queue on `endpoint`.
     pub fn new_queue(endpoint: &str) -> Self {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let rt =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         let client = rt.block_on(async {
             let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
                 .region(aws_config::Region::new("us-east-1"))
                 .endpoint_url(endpoint)
-                .credentials_provider(aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "tests"))
+                .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                    "test", "test", None, None, "tests",
+                ))
                 .load()
                 .await;
             aws_sdk_sqs::Client::new(&conf)
@@ -206,7 +217,13 @@ impl Sqs {
                 .collect();
             let out = self
                 .rt
-                .block_on(self.client.send_message_batch().queue_url(&self.queue_url).set_entries(Some(entries)).send())
+                .block_on(
+                    self.client
+                        .send_message_batch()
+                        .queue_url(&self.queue_url)
+                        .set_entries(Some(entries))
+                        .send(),
+                )
                 .expect("send batch");
             assert!(out.failed.is_empty(), "send failed: {:?}", out.failed);
         }
@@ -252,6 +269,9 @@ impl Sqs {
             .expect("attributes");
         let a = out.attributes.unwrap_or_default();
         let get = |k| a.get(&k).and_then(|v| v.parse().ok()).unwrap_or(0);
-        (get(QueueAttributeName::ApproximateNumberOfMessages), get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible))
+        (
+            get(QueueAttributeName::ApproximateNumberOfMessages),
+            get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        )
     }
 }

@@ -44,12 +44,20 @@ pub fn command(db_url: &str, endpoint: &str, queue_url: &str, args: &[&str]) -> 
 }
 
 impl Feeder {
-    pub fn spawn(db_url: &str, endpoint: &str, queue_url: &str, args: &[&str], extra_env: &[(&str, &str)]) -> Self {
+    pub fn spawn(
+        db_url: &str,
+        endpoint: &str,
+        queue_url: &str,
+        args: &[&str],
+        extra_env: &[(&str, &str)],
+    ) -> Self {
         let (mut cmd, log) = command(db_url, endpoint, queue_url, args);
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {}: {e} (cargo build --release -p feeder)", binary().display()));
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!("cannot run {}: {e} (cargo build --release -p feeder)", binary().display())
+        });
         Feeder { child, log }
     }
 

@@ -4,6 +4,7 @@
 //!
 //! Tests that change the server's key settings hold [`key_lock`]: key settings are server-wide.
 
+pub mod corpus;
 pub mod emulator;
 pub mod feeder;
 
@@ -29,7 +30,9 @@ pub fn database_url() -> String {
 pub fn url_for(db: &str) -> String {
     let base = database_url();
     match base.rfind('/') {
-        Some(i) if base[..i].contains('@') || base[..i].ends_with(':') || base[..i].contains("//") => {
+        Some(i)
+            if base[..i].contains('@') || base[..i].ends_with(':') || base[..i].contains("//") =>
+        {
             let (head, tail) = base.split_at(i);
             let query = tail.find('?').map(|q| &tail[q..]).unwrap_or("");
             format!("{head}/{db}{query}")
@@ -50,7 +53,12 @@ pub fn admin() -> Client {
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     let t = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or(0);
-    format!("{prefix}_{}_{}_{}", std::process::id(), t % 1_000_000_000, N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}_{}_{}_{}",
+        std::process::id(),
+        t % 1_000_000_000,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A fresh database with pg_mask and `sql/` applied, dropped when the guard drops.
@@ -131,7 +139,11 @@ impl KeySettings {
 impl Drop for KeySettings {
     fn drop(&mut self) {
         let mut a = admin();
-        for sql in ["ALTER SYSTEM RESET pg_mask.keys", "ALTER SYSTEM RESET pg_mask.key_file", "SELECT pg_reload_conf()"] {
+        for sql in [
+            "ALTER SYSTEM RESET pg_mask.keys",
+            "ALTER SYSTEM RESET pg_mask.key_file",
+            "SELECT pg_reload_conf()",
+        ] {
             let _ = a.batch_execute(sql);
         }
         wait_for_settings("", true);
@@ -144,7 +156,10 @@ fn wait_for_settings(keys_shown: &str, key_file_set: bool) {
     let ok = wait_until(Duration::from_secs(10), || {
         let mut c = admin();
         let row = c
-            .query_one("SELECT current_setting('pg_mask.keys'), current_setting('pg_mask.key_file') <> ''", &[])
+            .query_one(
+                "SELECT current_setting('pg_mask.keys'), current_setting('pg_mask.key_file') <> ''",
+                &[],
+            )
             .expect("read settings");
         row.get::<_, String>(0) == keys_shown && row.get::<_, bool>(1) == key_file_set
     });
@@ -183,7 +198,8 @@ pub struct Counts {
 pub fn copy_ingest(client: &mut Client, messages: &[Message]) -> Result<Counts, postgres::Error> {
     let mut tx = client.transaction()?;
     {
-        let sink = tx.copy_in("COPY login_ingest (message_id, sent_at, body) FROM STDIN (FORMAT binary)")?;
+        let sink =
+            tx.copy_in("COPY login_ingest (message_id, sent_at, body) FROM STDIN (FORMAT binary)")?;
         let mut w = BinaryCopyInWriter::new(sink, &[Type::TEXT, Type::TIMESTAMPTZ, Type::TEXT]);
         for m in messages {
             w.write(&[&m.id, &m.sent_at, &m.body])?;
@@ -215,4 +231,33 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(100));
     }
     cond()
+}
+
+/// (rows, rejects, message ids present more than once across both tables) of a test database.
+pub fn accounting(db: &TestDb) -> (i64, i64, i64) {
+    let row = db
+        .client()
+        .query_one(
+            "WITH ids AS (SELECT message_id FROM user_logins UNION ALL SELECT message_id FROM user_login_rejects) \
+             SELECT (SELECT count(*) FROM user_logins), (SELECT count(*) FROM user_login_rejects), \
+                    (SELECT count(*) FROM ids) - (SELECT count(DISTINCT message_id) FROM ids)",
+            &[],
+        )
+        .expect("accounting");
+    (row.get(0), row.get(1), row.get(2))
+}
+
+/// Runs `pg_ctlcluster 15 main <action>` (as root, or through `sudo -n`).
+pub fn pg_ctlcluster(action: &str) {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut cmd = if root {
+        std::process::Command::new("pg_ctlcluster")
+    } else {
+        let mut c = std::process::Command::new("sudo");
+        c.args(["-n", "pg_ctlcluster"]);
+        c
+    };
+    let status = cmd.args(["15", "main", action]).status().expect("run pg_ctlcluster");
+    assert!(status.success(), "pg_ctlcluster 15 main {action} failed");
 }

@@ -16,7 +16,9 @@ fn round_trip_is_deterministic_for_every_kind_of_value() {
     let db = TestDb::new("ext");
     let mut c = db.client();
     let ten_kb = "é".repeat(5_000);
-    for value in ["199.172.111.135", "", "ünïcødé 🦀 日本語", "593-47-5928", "a'b\"c\\d\te", ten_kb.as_str()] {
+    for value in
+        ["199.172.111.135", "", "ünïcødé 🦀 日本語", "593-47-5928", "a'b\"c\\d\te", ten_kb.as_str()]
+    {
         let row = c
             .query_one("SELECT mask_pii($1), mask_pii($1), unmask_pii(mask_pii($1)), is_masked(mask_pii($1)), is_masked($1)", &[&value])
             .expect("mask");
@@ -76,7 +78,8 @@ fn tampered_truncated_and_foreign_tokens_are_errors_with_sqlstates() {
         let (code, msg) = sqlstate(c.query_one("SELECT unmask_pii($1)", &[&token]));
         assert!(want.contains(&code.as_str()), "{token}: {code} {msg}");
         assert!(!msg.contains("199.172"), "no plaintext in errors: {msg}");
-        let masked: bool = c.query_one("SELECT is_masked($1)", &[&token]).expect("is_masked").get(0);
+        let masked: bool =
+            c.query_one("SELECT is_masked($1)", &[&token]).expect("is_masked").get(0);
         assert!(!masked, "{token}");
     }
 }
@@ -92,7 +95,8 @@ fn rotation_keeps_old_tokens_readable_and_remask_moves_them() {
     {
         let _k = KeySettings::keys(&format!("{K2}, {K1}"));
         let mut c = db.client();
-        let plain: String = c.query_one("SELECT unmask_pii($1)", &[&old]).expect("old unmasks").get(0);
+        let plain: String =
+            c.query_one("SELECT unmask_pii($1)", &[&old]).expect("old unmasks").get(0);
         assert_eq!(plain, "10.1.2.3");
         let moved: String = c.query_one("SELECT remask($1)", &[&old]).expect("remask").get(0);
         assert!(moved.starts_with("pm1.k2."));
@@ -119,14 +123,16 @@ fn no_key_or_a_bad_key_is_one_clear_error_and_stores_nothing() {
         let (code, msg) = sqlstate(c.query_one("SELECT mask_pii('1.2.3.4')", &[]));
         assert_eq!(code, "55000");
         assert!(msg.contains("pg_mask.keys") && msg.contains("pg_mask.key_file"), "{msg}");
-        let (code, _) = sqlstate(c.execute(
-            "INSERT INTO user_logins (user_id, masked_ip) VALUES ('u', '1.2.3.4')",
-            &[],
-        ));
+        let (code, _) = sqlstate(
+            c.execute("INSERT INTO user_logins (user_id, masked_ip) VALUES ('u', '1.2.3.4')", &[]),
+        );
         assert_eq!(code, "55000");
         let (code, _) = sqlstate(copy_ingest(&mut c, &sample_messages()[..3]));
         assert_eq!(code, "55000");
-        let n: i64 = one(&mut c, "SELECT (SELECT count(*) FROM user_logins) + (SELECT count(*) FROM user_login_rejects)");
+        let n: i64 = one(
+            &mut c,
+            "SELECT (SELECT count(*) FROM user_logins) + (SELECT count(*) FROM user_login_rejects)",
+        );
         assert_eq!(n, 0, "nothing stored without a key");
     }
     {
@@ -147,19 +153,24 @@ fn plain_roles_cannot_see_keys_or_unmask_until_granted() {
     assert_eq!(code, "42501");
     let (code, _) = sqlstate(plain.query_one("SELECT current_setting('pg_mask.keys')", &[]));
     assert_eq!(code, "42501");
-    let n: i64 = one(&mut plain, "SELECT count(*) FROM pg_settings WHERE name LIKE 'pg_mask.%key%'");
+    let n: i64 =
+        one(&mut plain, "SELECT count(*) FROM pg_settings WHERE name LIKE 'pg_mask.%key%'");
     assert_eq!(n, 0);
     let (code, _) = sqlstate(plain.query_one("SELECT count(*) FROM pg_file_settings", &[]));
     assert_eq!(code, "42501");
     let (code, _) = sqlstate(plain.query_one("SELECT mask_key_ids()", &[]));
     assert_eq!(code, "42501");
     // Not settable per role or database, where pg_db_role_setting would show it to anyone.
-    let (code, _) = sqlstate(db.client().batch_execute(&format!("ALTER ROLE {role} SET pg_mask.keys = '{K1}'")));
+    let (code, _) = sqlstate(
+        db.client().batch_execute(&format!("ALTER ROLE {role} SET pg_mask.keys = '{K1}'")),
+    );
     assert_eq!(code, "55P02");
     let token: String = one(&mut plain, "SELECT mask_pii('172.16.0.1')");
     let (code, _) = sqlstate(plain.query_one("SELECT unmask_pii($1)", &[&token]));
     assert_eq!(code, "42501");
-    db.client().batch_execute(&format!("GRANT EXECUTE ON FUNCTION unmask_pii(text) TO {role}")).expect("grant");
+    db.client()
+        .batch_execute(&format!("GRANT EXECUTE ON FUNCTION unmask_pii(text) TO {role}"))
+        .expect("grant");
     let back: String = plain.query_one("SELECT unmask_pii($1)", &[&token]).expect("granted").get(0);
     assert_eq!(back, "172.16.0.1");
     // Even a superuser's SHOW never prints key material.
@@ -177,7 +188,9 @@ fn trigger_masks_insert_copy_update_and_insert_select_and_keeps_tokens() {
         "INSERT INTO user_logins (message_id, user_id, masked_ip, masked_device_id) VALUES ('a', 'u1', '10.0.0.1', '111-11-1111')",
     )
     .expect("insert");
-    let mut w = c.copy_in("COPY user_logins (message_id, user_id, masked_ip, masked_device_id) FROM STDIN").expect("copy");
+    let mut w = c
+        .copy_in("COPY user_logins (message_id, user_id, masked_ip, masked_device_id) FROM STDIN")
+        .expect("copy");
     std::io::Write::write_all(&mut w, b"b\tu2\t10.0.0.2\t222-22-2222\n").expect("write");
     w.finish().expect("finish");
     c.batch_execute(
@@ -189,7 +202,11 @@ fn trigger_masks_insert_copy_update_and_insert_select_and_keeps_tokens() {
     let rows = c
         .query("SELECT message_id, masked_ip, masked_device_id, unmask_pii(masked_ip), unmask_pii(masked_device_id) FROM user_logins ORDER BY 1", &[])
         .expect("select");
-    let want = [("a", "10.0.0.1", "111-11-1111"), ("b", "10.0.0.2", "222-22-2222"), ("c", "10.0.0.3", "333-33-3333")];
+    let want = [
+        ("a", "10.0.0.1", "111-11-1111"),
+        ("b", "10.0.0.2", "222-22-2222"),
+        ("c", "10.0.0.3", "333-33-3333"),
+    ];
     for (row, (id, ip, dev)) in rows.iter().zip(want) {
         assert_eq!(row.get::<_, String>(0), id);
         assert!(row.get::<_, String>(1).starts_with("pm1."), "ip masked for {id}");
@@ -227,7 +244,39 @@ fn trigger_configuration_errors_are_clear() {
     c.batch_execute("DROP TRIGGER m ON t; CREATE TRIGGER m BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION mask_columns('short');")
         .expect("retrigger");
     let (code, msg) = sqlstate(c.execute("INSERT INTO t (short) VALUES ('1.2.3.4')", &[]));
-    assert_eq!(code, "22001", "a token longer than varchar(n) is an error, not a silent overflow: {msg}");
+    assert_eq!(
+        code, "22001",
+        "a token longer than varchar(n) is an error, not a silent overflow: {msg}"
+    );
     let n: i64 = one(&mut c, "SELECT count(*) FROM t");
     assert_eq!(n, 0);
+}
+
+#[test]
+fn privileges_hold_after_alter_extension_update_and_no_role_setting_holds_a_key() {
+    let _lock = key_lock();
+    let db = TestDb::new("ext");
+    let mut c = db.client();
+    c.batch_execute("ALTER EXTENSION pg_mask UPDATE").expect("update");
+    let (_, mut plain) = db.plain_role();
+    let (code, _) = sqlstate(
+        plain.query_one("SELECT unmask_pii('pm1.k1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA')", &[]),
+    );
+    assert_eq!(code, "42501", "unmask_pii stays revoked from PUBLIC");
+    let (code, _) = sqlstate(plain.query_one("SELECT mask_key_ids()", &[]));
+    assert_eq!(code, "42501");
+    // Key settings cannot be stored per database or role, so pg_db_role_setting (readable by
+    // everyone) never holds one.
+    let (code, _) =
+        sqlstate(c.batch_execute(&format!("ALTER DATABASE {} SET pg_mask.keys = '{K1}'", db.name)));
+    assert_eq!(code, "55P02");
+    let n: i64 = one(
+        &mut plain,
+        "SELECT count(*) FROM pg_db_role_setting, unnest(setconfig) s WHERE s LIKE 'pg_mask.%'",
+    );
+    assert_eq!(n, 0);
+    // The rejects' payloads are tokens: a plain role with SELECT reads no plaintext from them.
+    copy_ingest(&mut c, &sample_messages()).expect("copy");
+    let payload: String = one(&mut plain, "SELECT payload FROM user_login_rejects");
+    assert!(payload.starts_with("pm1.") && !payload.contains("oops"));
 }

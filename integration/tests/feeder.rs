@@ -10,16 +10,7 @@ fn sample_bodies() -> Vec<String> {
 }
 
 fn totals(db: &TestDb) -> (i64, i64, i64) {
-    let row = db
-        .client()
-        .query_one(
-            "SELECT (SELECT count(*) FROM user_logins), (SELECT count(*) FROM user_login_rejects), \
-             (SELECT count(*) FROM (SELECT message_id FROM user_logins UNION ALL SELECT message_id FROM user_login_rejects) a) \
-             - (SELECT count(DISTINCT message_id) FROM (SELECT message_id FROM user_logins UNION ALL SELECT message_id FROM user_login_rejects) b)",
-            &[],
-        )
-        .expect("totals");
-    (row.get(0), row.get(1), row.get(2))
+    accounting(db)
 }
 
 fn drains_the_samples(kind: Kind) {
@@ -31,7 +22,10 @@ fn drains_the_samples(kind: Kind) {
     let log = feeder::drain(&db.url, &emu.endpoint(), &sqs.queue_url, Duration::from_secs(120));
     assert_eq!(totals(&db), (99, 1, 0), "{log}");
     assert_eq!(sqs.depth(), (0, 0), "queue ends empty");
-    assert!(log.contains("received 100, loaded 99, duplicates 0, rejected 1, deleted 100"), "summary line:\n{log}");
+    assert!(
+        log.contains("received 100, loaded 99, duplicates 0, rejected 1, deleted 100"),
+        "summary line:\n{log}"
+    );
 }
 
 #[test]
@@ -56,7 +50,8 @@ fn a_redelivered_message_makes_no_second_row() {
     while got.len() < 10 {
         got.extend(sqs.receive(1));
     }
-    let messages: Vec<Message> = got.iter().map(|m| Message::new(m.id.clone(), m.body.clone())).collect();
+    let messages: Vec<Message> =
+        got.iter().map(|m| Message::new(m.id.clone(), m.body.clone())).collect();
     assert_eq!(copy_ingest(&mut db.client(), &messages).expect("first load").loaded, 10);
     std::thread::sleep(Duration::from_millis(1500)); // the visibility timeout passes: redelivery
     let log = feeder::drain(&db.url, &emu.endpoint(), &sqs.queue_url, Duration::from_secs(60));
@@ -101,10 +96,18 @@ fn sigterm_finishes_the_batch_in_flight_and_exits_zero() {
     let _lock = key_lock();
     let emu = Emulator::start(Kind::Fauxqs);
     let sqs = Sqs::new_queue(&emu.endpoint());
-    let bodies: Vec<String> = (0..3_000).map(|i| format!(r#"{{"user_id":"u{i}","ip":"10.1.{}.{}"}}"#, i / 256, i % 256)).collect();
+    let bodies: Vec<String> = (0..3_000)
+        .map(|i| format!(r#"{{"user_id":"u{i}","ip":"10.1.{}.{}"}}"#, i / 256, i % 256))
+        .collect();
     sqs.send_all(&bodies);
     let db = TestDb::new("feeder");
-    let f = Feeder::spawn(&db.url, &emu.endpoint(), &sqs.queue_url, &["run"], &[("FEEDER_BATCH_SIZE", "200")]);
+    let f = Feeder::spawn(
+        &db.url,
+        &emu.endpoint(),
+        &sqs.queue_url,
+        &["run"],
+        &[("FEEDER_BATCH_SIZE", "200")],
+    );
     let started = wait_until(Duration::from_secs(30), || totals(&db).0 > 0);
     assert!(started, "feeder loaded nothing:\n{}", f.log_text());
     f.signal(libc::SIGTERM);
@@ -113,7 +116,11 @@ fn sigterm_finishes_the_batch_in_flight_and_exits_zero() {
     let loaded = totals(&db).0 as u64;
     let (visible, in_flight) = sqs.depth();
     assert_eq!(in_flight, 0, "nothing left in flight\n{log}");
-    assert_eq!(visible + loaded, 3_000, "every message is either loaded and deleted, or still on the queue\n{log}");
+    assert_eq!(
+        visible + loaded,
+        3_000,
+        "every message is either loaded and deleted, or still on the queue\n{log}"
+    );
 }
 
 #[test]
@@ -121,7 +128,9 @@ fn sigkill_mid_batch_then_restart_loses_and_duplicates_nothing() {
     let _lock = key_lock();
     let emu = Emulator::start(Kind::Fauxqs);
     let sqs = Sqs::new_queue(&emu.endpoint());
-    let bodies: Vec<String> = (0..2_000).map(|i| format!(r#"{{"user_id":"u{i}","device_id":"{i:03}-00-0000"}}"#)).collect();
+    let bodies: Vec<String> = (0..2_000)
+        .map(|i| format!(r#"{{"user_id":"u{i}","device_id":"{i:03}-00-0000"}}"#))
+        .collect();
     sqs.send_all(&bodies);
     let db = TestDb::new("feeder");
     let env = [("FEEDER_BATCH_SIZE", "100"), ("FEEDER_VISIBILITY_TIMEOUT", "2")];
@@ -142,12 +151,23 @@ fn postgres_unreachable_at_start_is_one_clear_line_and_a_nonzero_exit() {
     let sqs = Sqs::new_queue(&emu.endpoint());
     let port = integration::emulator::free_port();
     let url = format!("postgres://postgres:postgres@127.0.0.1:{port}/postgres");
-    let f = Feeder::spawn(&url, &emu.endpoint(), &sqs.queue_url, &["drain"], &[("FEEDER_STARTUP_TIMEOUT", "1")]);
+    let f = Feeder::spawn(
+        &url,
+        &emu.endpoint(),
+        &sqs.queue_url,
+        &["drain"],
+        &[("FEEDER_STARTUP_TIMEOUT", "1")],
+    );
     let (status, log) = f.wait(Duration::from_secs(30));
     assert!(!status.success());
     let errors: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).collect();
     assert_eq!(errors.len(), 1, "{log}");
-    assert!(errors[0].contains(&format!("cannot connect to PostgreSQL at postgres@127.0.0.1:{port}/postgres")), "{log}");
+    assert!(
+        errors[0].contains(&format!(
+            "cannot connect to PostgreSQL at postgres@127.0.0.1:{port}/postgres"
+        )),
+        "{log}"
+    );
     assert!(!log.contains("postgres:postgres"), "no password in logs");
 }
 
@@ -157,12 +177,14 @@ fn missing_queue_or_schema_is_one_clear_line_and_a_nonzero_exit() {
     let emu = Emulator::start(Kind::Fauxqs);
     let db = TestDb::new("feeder");
     let missing = format!("{}/000000000000/no-such-queue", emu.endpoint());
-    let (status, log) = Feeder::spawn(&db.url, &emu.endpoint(), &missing, &["drain"], &[]).wait(Duration::from_secs(30));
+    let (status, log) = Feeder::spawn(&db.url, &emu.endpoint(), &missing, &["drain"], &[])
+        .wait(Duration::from_secs(30));
     assert!(!status.success());
     assert!(log.contains("does not exist: create it"), "{log}");
     let sqs = Sqs::new_queue(&emu.endpoint());
     let bare = url_for("template1");
-    let (status, log) = Feeder::spawn(&bare, &emu.endpoint(), &sqs.queue_url, &["drain"], &[]).wait(Duration::from_secs(30));
+    let (status, log) = Feeder::spawn(&bare, &emu.endpoint(), &sqs.queue_url, &["drain"], &[])
+        .wait(Duration::from_secs(30));
     assert!(!status.success());
     assert!(log.contains("no pg_mask ingest view: run `make schema`"), "{log}");
 }
@@ -173,7 +195,14 @@ fn load_from_a_file_is_idempotent() {
     let db = TestDb::new("feeder");
     let path = repo_root_file("data/sample_messages.jsonl");
     let run = || {
-        let (status, log) = Feeder::spawn(&db.url, "http://127.0.0.1:9", "http://127.0.0.1:9/0/q", &["load", &path], &[]).wait(Duration::from_secs(60));
+        let (status, log) = Feeder::spawn(
+            &db.url,
+            "http://127.0.0.1:9",
+            "http://127.0.0.1:9/0/q",
+            &["load", &path],
+            &[],
+        )
+        .wait(Duration::from_secs(60));
         assert!(status.success(), "{log}");
         log
     };
@@ -193,7 +222,13 @@ fn metrics_and_health_are_served() {
     let db = TestDb::new("feeder");
     let port = integration::emulator::free_port();
     let addr = format!("127.0.0.1:{port}");
-    let f = Feeder::spawn(&db.url, &emu.endpoint(), &sqs.queue_url, &["run"], &[("FEEDER_METRICS_ADDR", &addr)]);
+    let f = Feeder::spawn(
+        &db.url,
+        &emu.endpoint(),
+        &sqs.queue_url,
+        &["run"],
+        &[("FEEDER_METRICS_ADDR", &addr)],
+    );
     assert!(wait_until(Duration::from_secs(30), || totals(&db).0 == 99), "{}", f.log_text());
     let get = |path: &str| -> String {
         use std::io::{Read, Write};
@@ -205,8 +240,17 @@ fn metrics_and_health_are_served() {
     };
     assert!(get("/healthz").contains("ok"));
     let metrics = get("/metrics");
-    assert!(wait_until(Duration::from_secs(10), || get("/metrics").contains("feeder_deleted_total 100")), "{metrics}");
-    for name in ["feeder_received_total 100", "feeder_loaded_total 99", "feeder_rejected_total 1", "feeder_batch_seconds_bucket"] {
+    assert!(
+        wait_until(Duration::from_secs(10), || get("/metrics")
+            .contains("feeder_deleted_total 100")),
+        "{metrics}"
+    );
+    for name in [
+        "feeder_received_total 100",
+        "feeder_loaded_total 99",
+        "feeder_rejected_total 1",
+        "feeder_batch_seconds_bucket",
+    ] {
         assert!(get("/metrics").contains(name), "missing {name}:\n{metrics}");
     }
     f.signal(libc::SIGTERM);

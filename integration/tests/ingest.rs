@@ -17,7 +17,12 @@ fn sample_messages_give_99_rows_and_1_reject_that_all_unmask() {
     assert_eq!(counts, Counts { loaded: 99, duplicates: 0, rejected: 1 });
     assert_eq!(count(&mut c, "SELECT count(*) FROM user_logins"), 99);
 
-    let reject = c.query_one("SELECT message_id, reason, detail, unmask_pii(payload) FROM user_login_rejects", &[]).expect("reject");
+    let reject = c
+        .query_one(
+            "SELECT message_id, reason, detail, unmask_pii(payload) FROM user_login_rejects",
+            &[],
+        )
+        .expect("reject");
     assert_eq!(reject.get::<_, String>(0), "sample-13");
     assert_eq!(reject.get::<_, String>(1), "missing_field");
     assert_eq!(reject.get::<_, String>(2), "missing field user_id");
@@ -51,7 +56,11 @@ fn sample_messages_give_99_rows_and_1_reject_that_all_unmask() {
     }
     assert_eq!(rows.len(), 99);
     assert_eq!(count(&mut c, "SELECT count(*) FROM user_logins WHERE locale IS NULL"), 29);
-    assert_eq!(count(&mut c, "SELECT count(*) FROM user_logins WHERE app_version = 96000"), 1, "0.96");
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM user_logins WHERE app_version = 96000"),
+        1,
+        "0.96"
+    );
 }
 
 #[test]
@@ -81,7 +90,11 @@ fn adversarial_bodies_each_land_where_they_should() {
     let big = format!(r#"{{"user_id":"big","pad":"{}"}}"#, "x".repeat(256 * 1024 - 40));
     let big_bad = format!(r#"{{"user_id":"big", {}"#, "y".repeat(256 * 1024));
     let cases: Vec<(&str, String, Option<&str>)> = vec![
-        ("ok-unicode", r#"{"user_id":"ü🦀","ip":"::1","device_id":"日本-1","locale":"ÆØ"}"#.into(), None),
+        (
+            "ok-unicode",
+            r#"{"user_id":"ü🦀","ip":"::1","device_id":"日本-1","locale":"ÆØ"}"#.into(),
+            None,
+        ),
         ("ok-sql", r#"{"user_id":"x'); DROP TABLE user_logins; --","ip":"1.1.1.1"}"#.into(), None),
         ("ok-control", r#"{"user_id":"tab\there\nnewline\\back\u0001"}"#.into(), None),
         ("ok-extra", r#"{"user_id":"u","extra":{"deep":[[[[1]]]]},"ip":null}"#.into(), None),
@@ -90,22 +103,37 @@ fn adversarial_bodies_each_land_where_they_should() {
         ("bad-empty", "".into(), Some("invalid_json")),
         ("bad-array", "[1,2,3]".into(), Some("not_an_object")),
         ("bad-scalar", "42".into(), Some("not_an_object")),
-        ("bad-missing", r#"{"foo": "oops_wrong_msg_type", "bar": "123"}"#.into(), Some("missing_field")),
+        (
+            "bad-missing",
+            r#"{"foo": "oops_wrong_msg_type", "bar": "123"}"#.into(),
+            Some("missing_field"),
+        ),
         ("bad-type", r#"{"user_id":"u","ip":12345}"#.into(), Some("wrong_type")),
-        ("bad-dup", r#"{"user_id":"u","ip":"1.1.1.1","ip":"2.2.2.2"}"#.into(), Some("duplicate_field")),
+        (
+            "bad-dup",
+            r#"{"user_id":"u","ip":"1.1.1.1","ip":"2.2.2.2"}"#.into(),
+            Some("duplicate_field"),
+        ),
         ("bad-nul", r#"{"user_id":"u\u0000"}"#.into(), Some("invalid_text")),
         ("bad-long", format!(r#"{{"user_id":"{}"}}"#, "u".repeat(129)), Some("too_long")),
-        ("bad-version", r#"{"user_id":"u","app_version":"1.2.3.4"}"#.into(), Some("invalid_app_version")),
+        (
+            "bad-version",
+            r#"{"user_id":"u","app_version":"1.2.3.4"}"#.into(),
+            Some("invalid_app_version"),
+        ),
         ("bad-big", big_bad, Some("invalid_json")),
     ];
-    let messages: Vec<Message> = cases.iter().map(|(id, body, _)| Message::new(*id, body.clone())).collect();
+    let messages: Vec<Message> =
+        cases.iter().map(|(id, body, _)| Message::new(*id, body.clone())).collect();
     let counts = copy_ingest(&mut c, &messages).expect("one COPY takes them all");
     let bad = cases.iter().filter(|(_, _, r)| r.is_some()).count() as i64;
     assert_eq!(counts, Counts { loaded: cases.len() as i64 - bad, duplicates: 0, rejected: bad });
     for (id, body, reason) in &cases {
         match reason {
             None => {
-                let r = c.query_one("SELECT user_id FROM user_logins WHERE message_id = $1", &[id]).expect(id);
+                let r = c
+                    .query_one("SELECT user_id FROM user_logins WHERE message_id = $1", &[id])
+                    .expect(id);
                 let want: serde_json::Value = serde_json::from_str(body).expect("valid");
                 assert_eq!(want["user_id"].as_str(), Some(r.get::<_, String>(0).as_str()), "{id}");
             }
@@ -114,7 +142,11 @@ fn adversarial_bodies_each_land_where_they_should() {
                     .query_one("SELECT reason, detail, unmask_pii(payload) FROM user_login_rejects WHERE message_id = $1", &[id])
                     .expect(id);
                 assert_eq!(r.get::<_, String>(0), *reason, "{id}: {}", r.get::<_, String>(1));
-                assert_eq!(&r.get::<_, String>(2), body, "{id}: the payload survives byte for byte");
+                assert_eq!(
+                    &r.get::<_, String>(2),
+                    body,
+                    "{id}: the payload survives byte for byte"
+                );
             }
         }
     }
@@ -142,16 +174,28 @@ fn concurrent_sessions_loading_the_same_ids_make_one_row_each() {
     let _lock = key_lock();
     let db = TestDb::new("ingest");
     let make = || -> Vec<Message> {
-        (0..2_000).map(|i| Message::new(format!("m{i:05}"), format!(r#"{{"user_id":"u{i}","ip":"10.0.{}.{}"}}"#, i / 256, i % 256))).collect()
+        (0..2_000)
+            .map(|i| {
+                Message::new(
+                    format!("m{i:05}"),
+                    format!(r#"{{"user_id":"u{i}","ip":"10.0.{}.{}"}}"#, i / 256, i % 256),
+                )
+            })
+            .collect()
     };
     let handles: Vec<_> = (0..3)
         .map(|_| {
             let url = db.url.clone();
             let msgs = make();
-            std::thread::spawn(move || copy_ingest(&mut connect(&url), &msgs).expect("concurrent copy"))
+            std::thread::spawn(move || {
+                copy_ingest(&mut connect(&url), &msgs).expect("concurrent copy")
+            })
         })
         .collect();
-    let totals = handles.into_iter().map(|h| h.join().expect("thread")).fold((0, 0), |acc, c| (acc.0 + c.loaded, acc.1 + c.duplicates));
+    let totals = handles
+        .into_iter()
+        .map(|h| h.join().expect("thread"))
+        .fold((0, 0), |acc, c| (acc.0 + c.loaded, acc.1 + c.duplicates));
     assert_eq!(totals, (2_000, 4_000));
     assert_eq!(count(&mut db.client(), "SELECT count(*) FROM user_logins"), 2_000);
 }
@@ -168,11 +212,17 @@ fn a_failed_copy_leaves_nothing_behind_for_the_next_statement() {
     );
     assert_eq!(sqlstate(failed).0, "23502", "a NULL message id is a client bug and an error");
     tx.batch_execute("ROLLBACK TO SAVEPOINT s").expect("rollback to savepoint");
-    tx.batch_execute("INSERT INTO login_ingest VALUES ('c', now(), '{\"user_id\":\"c\"}')").expect("next statement");
+    tx.batch_execute("INSERT INTO login_ingest VALUES ('c', now(), '{\"user_id\":\"c\"}')")
+        .expect("next statement");
     let stats = tx.query_one("SELECT loaded, rejected FROM ingest_stats()", &[]).expect("stats");
     assert_eq!((stats.get::<_, i64>(0), stats.get::<_, i64>(1)), (1, 0));
     tx.commit().expect("commit");
-    let ids: Vec<String> = c.query("SELECT message_id FROM user_logins", &[]).expect("ids").iter().map(|r| r.get(0)).collect();
+    let ids: Vec<String> = c
+        .query("SELECT message_id FROM user_logins", &[])
+        .expect("ids")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
     assert_eq!(ids, ["c"], "row 'a' of the failed statement must not leak");
 }
 
@@ -189,6 +239,10 @@ fn duplicates_view_finds_shared_ips_and_devices() {
     ];
     copy_ingest(&mut c, &msgs).expect("copy");
     let rows = c.query("SELECT kind, unmask_pii(masked_value), users, logins FROM login_duplicates ORDER BY kind", &[]).expect("view");
-    let got: Vec<(String, String, i64, i64)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect();
-    assert_eq!(got, [("device_id".into(), "111-11-1111".into(), 2, 2), ("ip".into(), "10.9.9.9".into(), 2, 2)]);
+    let got: Vec<(String, String, i64, i64)> =
+        rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect();
+    assert_eq!(
+        got,
+        [("device_id".into(), "111-11-1111".into(), 2, 2), ("ip".into(), "10.9.9.9".into(), 2, 2)]
+    );
 }

@@ -8,7 +8,8 @@ use pg_mask_core::{KeyRingError, TokenError};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::{PgLogLevel, PgSqlErrorCode};
 
-const KEY_HINT: &str = "Set pg_mask.keys (or pg_mask.key_file) in postgresql.conf or with ALTER SYSTEM, \
+const KEY_HINT: &str =
+    "Set pg_mask.keys (or pg_mask.key_file) in postgresql.conf or with ALTER SYSTEM, \
 then SELECT pg_reload_conf(). SELECT generate_mask_key('k1') makes a key.";
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -46,7 +47,9 @@ impl MaskError {
         use PgSqlErrorCode::*;
         match self {
             MaskError::NotPreloaded => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            MaskError::NoKey | MaskError::BothKeySources => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            MaskError::NoKey | MaskError::BothKeySources => {
+                ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
+            }
             MaskError::BadKeys(_) | MaskError::BadKeyFile { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
             MaskError::Token(TokenError::Malformed) => ERRCODE_INVALID_TEXT_REPRESENTATION,
             MaskError::Token(TokenError::UnknownKey(_)) => ERRCODE_INVALID_PARAMETER_VALUE,

@@ -38,9 +38,7 @@ fn remask(masked: &str) -> String {
 /// A new random key entry `key_id:base64key`, to paste into pg_mask.keys or a key file.
 #[pg_extern(volatile, strict, parallel_safe)]
 fn generate_mask_key(key_id: default!(&str, "'k1'")) -> String {
-    pg_mask_core::keyring::generate_entry(key_id)
-        .map_err(MaskError::BadKeys)
-        .or_report()
+    pg_mask_core::keyring::generate_entry(key_id).map_err(MaskError::BadKeys).or_report()
 }
 
 /// The configured key ids, the active one first. Superuser-only (revoked from PUBLIC); shows ids,

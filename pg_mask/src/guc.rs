@@ -32,12 +32,16 @@ const UNSET: &CStr = c"";
 unsafe extern "C-unwind" fn show_redacted_keys() -> *const c_char {
     // SAFETY: the GUC machinery owns the pointer and only replaces it between commands.
     let set = unsafe { !KEYS.is_null() && *KEYS != 0 };
-    if set { REDACTED.as_ptr() } else { UNSET.as_ptr() }
+    if set {
+        REDACTED.as_ptr()
+    } else {
+        UNSET.as_ptr()
+    }
 }
 
 pub fn init() {
-    let secret_flags = (pg_sys::GUC_SUPERUSER_ONLY | pg_sys::GUC_NO_SHOW_ALL | pg_sys::GUC_NOT_IN_SAMPLE)
-        as i32;
+    let secret_flags =
+        (pg_sys::GUC_SUPERUSER_ONLY | pg_sys::GUC_NO_SHOW_ALL | pg_sys::GUC_NOT_IN_SAMPLE) as i32;
     // SAFETY: called once from _PG_init; the statics live for the life of the process.
     unsafe {
         pg_sys::DefineCustomStringVariable(

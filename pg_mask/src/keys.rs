@@ -123,7 +123,9 @@ fn load_file(path: &str) -> Result<KeyRing, MaskError> {
         return Err(bad(format!("has mode {mode:04o}; it must be 0600 or stricter")));
     }
     if meta.uid() == 0 && mode & 0o037 != 0 {
-        return Err(bad(format!("is owned by root with mode {mode:04o}; it must be 0640 or stricter")));
+        return Err(bad(format!(
+            "is owned by root with mode {mode:04o}; it must be 0640 or stricter"
+        )));
     }
     if meta.uid() != euid && meta.uid() != 0 {
         return Err(bad("must be owned by the database server's user or root".to_owned()));

@@ -55,8 +55,11 @@ fn mask_row<'a>(
             "mask_columns must be a BEFORE INSERT OR UPDATE … FOR EACH ROW trigger".into(),
         ));
     }
-    let (mut tuple, old) =
-        if is_update { (td.tg_newtuple, td.tg_trigtuple) } else { (td.tg_trigtuple, std::ptr::null_mut()) };
+    let (mut tuple, old) = if is_update {
+        (td.tg_newtuple, td.tg_trigtuple)
+    } else {
+        (td.tg_trigtuple, std::ptr::null_mut())
+    };
     // SAFETY: PostgreSQL hands a row trigger a valid relation and tuple descriptor.
     let tupdesc = unsafe { (*td.tg_relation).rd_att };
     let columns = columns_for(trigger, tupdesc)?;
@@ -85,7 +88,8 @@ fn mask_row<'a>(
                 }
             }
             // SAFETY: text and varchar are varlenas; the bytes are detoasted for this call.
-            let Some(value) = (unsafe { <&[u8]>::from_polymorphic_datum(datum, false, pg_sys::TEXTOID) })
+            let Some(value) =
+                (unsafe { <&[u8]>::from_polymorphic_datum(datum, false, pg_sys::TEXTOID) })
             else {
                 continue;
             };
@@ -120,7 +124,9 @@ fn mask_row<'a>(
         }
     }
     // SAFETY: `tuple` is the trigger's tuple or one formed from it with the same descriptor.
-    Ok(Some(unsafe { PgHeapTuple::from_heap_tuple(pgrx::PgTupleDesc::from_pg_unchecked(tupdesc), tuple) }))
+    Ok(Some(unsafe {
+        PgHeapTuple::from_heap_tuple(pgrx::PgTupleDesc::from_pg_unchecked(tupdesc), tuple)
+    }))
 }
 
 /// A palloc'd text value of `len` bytes written by `fill`, as a Datum.
@@ -140,7 +146,10 @@ unsafe fn new_text(len: usize, fill: impl FnOnce(&mut [u8])) -> pg_sys::Datum {
 }
 
 /// The trigger's columns, from the cache when every cached attnum still has its name.
-fn columns_for(trigger: &PgTrigger<'_>, tupdesc: pg_sys::TupleDesc) -> Result<Rc<[Column]>, MaskError> {
+fn columns_for(
+    trigger: &PgTrigger<'_>,
+    tupdesc: pg_sys::TupleDesc,
+) -> Result<Rc<[Column]>, MaskError> {
     let tgoid = trigger.trigger().tgoid;
     let cached = COLUMNS.with_borrow(|m| m.get(&tgoid).cloned());
     if let Some(cols) = cached {
@@ -153,7 +162,10 @@ fn columns_for(trigger: &PgTrigger<'_>, tupdesc: pg_sys::TupleDesc) -> Result<Rc
     Ok(cols)
 }
 
-fn attr(tupdesc: pg_sys::TupleDesc, attnum: usize) -> Option<&'static pg_sys::FormData_pg_attribute> {
+fn attr(
+    tupdesc: pg_sys::TupleDesc,
+    attnum: usize,
+) -> Option<&'static pg_sys::FormData_pg_attribute> {
     // SAFETY: bounds-checked against natts; attributes live as long as the descriptor, which
     // outlives the trigger call.
     unsafe {
@@ -185,7 +197,10 @@ fn resolve(trigger: &PgTrigger<'_>, tupdesc: pg_sys::TupleDesc) -> Result<Vec<Co
         .map(|name| {
             let attnum = (1..=natts)
                 .find(|&n| attr_name_bytes(tupdesc, n) == Some(name.as_bytes()))
-                .ok_or_else(|| MaskError::UnknownColumn { table: table.clone(), column: name.clone() })?;
+                .ok_or_else(|| MaskError::UnknownColumn {
+                    table: table.clone(),
+                    column: name.clone(),
+                })?;
             let a = attr(tupdesc, attnum).ok_or_else(|| MaskError::UnknownColumn {
                 table: table.clone(),
                 column: name.clone(),
@@ -222,7 +237,9 @@ unsafe fn same_varlena(a: pg_sys::Datum, b: pg_sys::Datum) -> bool {
     // SAFETY: guaranteed by the caller.
     unsafe {
         let (la, lb) = (pgrx::varlena::varsize_any(pa), pgrx::varlena::varsize_any(pb));
-        la == lb && std::slice::from_raw_parts(pa as *const u8, la) == std::slice::from_raw_parts(pb as *const u8, lb)
+        la == lb
+            && std::slice::from_raw_parts(pa as *const u8, la)
+                == std::slice::from_raw_parts(pb as *const u8, lb)
     }
 }
 

@@ -7,7 +7,9 @@ use std::time::Instant;
 
 fn main() {
     let ring = KeyRing::parse("k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").expect("key");
-    let values: Vec<String> = (0..1_000_000u32).map(|i| format!("{}.{}.{}.{}", 1 + i / 65536 % 223, i / 256 % 256, i % 256, i % 7)).collect();
+    let values: Vec<String> = (0..1_000_000u32)
+        .map(|i| format!("{}.{}.{}.{}", 1 + i / 65536 % 223, i / 256 % 256, i % 256, i % 7))
+        .collect();
     for _ in 0..2 {
         let t = Instant::now();
         let tokens: Vec<String> = values.iter().map(|v| ring.mask(black_box(v))).collect();

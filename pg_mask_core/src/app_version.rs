@@ -13,7 +13,10 @@ pub fn encode(version: &str) -> Result<i32, AppVersionError> {
     let mut parts = [0i32; 3];
     let mut count = 0;
     for part in version.split('.') {
-        if count == 3 || part.is_empty() || part.len() > 3 || !part.bytes().all(|b| b.is_ascii_digit())
+        if count == 3
+            || part.is_empty()
+            || part.len() > 3
+            || !part.bytes().all(|b| b.is_ascii_digit())
         {
             return Err(AppVersionError);
         }
@@ -53,13 +56,17 @@ mod tests {
     #[test]
     fn order_is_version_order() {
         // Ascending by version; the codes must ascend too.
-        let codes = ["0.2.6", "0.96", "2.3.0", "9.9", "9.10", "10.0"].map(|s| encode(s).expect("ok"));
+        let codes =
+            ["0.2.6", "0.96", "2.3.0", "9.9", "9.10", "10.0"].map(|s| encode(s).expect("ok"));
         assert!(codes.windows(2).all(|w| w[0] < w[1]), "{codes:?}");
     }
 
     #[test]
     fn rejects_what_does_not_fit() {
-        for bad in ["", "2", "1.2.3.4", "1000.0", "1..2", "1.-2", "+1.2", " 1.2", "1.2 ", "a.b", "1.2.", "١.٢"] {
+        for bad in [
+            "", "2", "1.2.3.4", "1000.0", "1..2", "1.-2", "+1.2", " 1.2", "1.2 ", "a.b", "1.2.",
+            "١.٢",
+        ] {
             assert_eq!(encode(bad), Err(AppVersionError), "{bad:?}");
         }
     }

@@ -72,9 +72,8 @@ impl KeyRing {
             .filter(|e| !e.is_empty());
         for (index, entry) in entries.enumerate() {
             let entry_no = index + 1;
-            let (kid, b64) = entry
-                .split_once(':')
-                .ok_or(KeyRingError::MissingSeparator { entry: entry_no })?;
+            let (kid, b64) =
+                entry.split_once(':').ok_or(KeyRingError::MissingSeparator { entry: entry_no })?;
             let (kid, b64) = (kid.trim(), b64.trim());
             if !is_valid_key_id(kid) {
                 return Err(KeyRingError::BadKeyId { entry: entry_no });
@@ -91,10 +90,8 @@ impl KeyRing {
             if keys.iter().any(|k| k.id == kid) {
                 return Err(KeyRingError::DuplicateKeyId { kid: kid.to_owned() });
             }
-            let key: [u8; KEY_BYTES] = bytes.as_slice().try_into().map_err(|_| KeyRingError::BadLength {
-                entry: entry_no,
-                kid: kid.to_owned(),
-                len: bytes.len(),
+            let key: [u8; KEY_BYTES] = bytes.as_slice().try_into().map_err(|_| {
+                KeyRingError::BadLength { entry: entry_no, kid: kid.to_owned(), len: bytes.len() }
             })?;
             let aad = crate::token::associated_data(kid);
             let cipher = FixedNonceSiv::new(&key, crate::token::NONCE, aad.as_bytes())

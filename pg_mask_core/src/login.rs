@@ -414,9 +414,16 @@ mod tests {
             (r#"{"user_id":"a","app_version":"1000.1"}"#, RejectReason::InvalidAppVersion),
         ];
         for (body, reason) in cases {
-            assert_eq!(parse(body, &LIMITS).map(|_| ()).map_err(|r| r.reason), Err(reason), "{body:?}");
+            assert_eq!(
+                parse(body, &LIMITS).map(|_| ()).map_err(|r| r.reason),
+                Err(reason),
+                "{body:?}"
+            );
         }
-        assert_eq!(reject(r#"{"user_id":5}"#).detail, "field user_id: expected a string, got number");
+        assert_eq!(
+            reject(r#"{"user_id":5}"#).detail,
+            "field user_id: expected a string, got number"
+        );
     }
 
     #[test]
@@ -436,7 +443,8 @@ mod tests {
         // Unknown fields are skipped without recursion, however deep.
         let deep = format!(r#"{{"user_id":"u","x":{}{}}}"#, "[".repeat(10_000), "]".repeat(10_000));
         assert!(parse(&deep, &LIMITS).is_ok());
-        let deep_ip = format!(r#"{{"user_id":"u","ip":{}{}}}"#, "[".repeat(10_000), "]".repeat(10_000));
+        let deep_ip =
+            format!(r#"{{"user_id":"u","ip":{}{}}}"#, "[".repeat(10_000), "]".repeat(10_000));
         assert_eq!(reject(&deep_ip).reason, RejectReason::WrongType);
         let unbalanced = format!(r#"{{"user_id":"u","x":{}}}"#, "[".repeat(10_000));
         assert_eq!(reject(&unbalanced).reason, RejectReason::InvalidJson);

@@ -105,7 +105,11 @@ impl FixedNonceSiv {
     }
 
     /// Decrypts `buffer` in place if `tag` authenticates it; otherwise leaves it encrypted.
-    pub fn decrypt_in_place(&self, buffer: &mut [u8], tag: &[u8; TAG_BYTES]) -> Result<(), AuthError> {
+    pub fn decrypt_in_place(
+        &self,
+        buffer: &mut [u8],
+        tag: &[u8; TAG_BYTES],
+    ) -> Result<(), AuthError> {
         let tag = Block::from(*tag);
         self.apply_keystream(&tag, buffer);
         if bool::from(self.tag_for(buffer).ct_eq(&tag)) {
@@ -123,13 +127,18 @@ mod tests {
     use proptest::prelude::*;
 
     fn hex(s: &str) -> Vec<u8> {
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+            .collect()
     }
 
     /// RFC 8452 Appendix C.2 (AES-256-GCM-SIV) vectors with a 12-byte nonce.
     #[test]
     fn rfc8452_vectors() {
-        let key: [u8; 32] = hex("0100000000000000000000000000000000000000000000000000000000000000").try_into().expect("32");
+        let key: [u8; 32] = hex("0100000000000000000000000000000000000000000000000000000000000000")
+            .try_into()
+            .expect("32");
         let nonce: [u8; 12] = hex("030000000000000000000000").try_into().expect("12");
         let cases = [
             ("", "", "07f5f4169bbf55a8400cd47ea6fd400f"),

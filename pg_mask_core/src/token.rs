@@ -130,12 +130,14 @@ impl KeyRing {
 
     fn open(&self, token: &str) -> Result<Vec<u8>, TokenError> {
         let parts = split(token)?;
-        let key = self.find(parts.kid).ok_or_else(|| TokenError::UnknownKey(parts.kid.to_owned()))?;
+        let key =
+            self.find(parts.kid).ok_or_else(|| TokenError::UnknownKey(parts.kid.to_owned()))?;
         // The key's cipher has `pm1.<kid>` bound in; `parts.aad` is that same text.
         debug_assert_eq!(parts.aad, associated_data(&key.id));
         let mut sealed = URL_SAFE_NO_PAD.decode(parts.data).map_err(|_| TokenError::Malformed)?;
         let split_at = sealed.len().checked_sub(TAG_BYTES).ok_or(TokenError::Malformed)?;
-        let tag: [u8; TAG_BYTES] = sealed[split_at..].try_into().map_err(|_| TokenError::Malformed)?;
+        let tag: [u8; TAG_BYTES] =
+            sealed[split_at..].try_into().map_err(|_| TokenError::Malformed)?;
         sealed.truncate(split_at);
         key.cipher.decrypt_in_place(&mut sealed, &tag).map_err(|_| TokenError::Authentication)?;
         Ok(sealed)
@@ -181,7 +183,8 @@ mod tests {
     #[test]
     fn round_trip_and_determinism() {
         let r = ring(K1);
-        for value in ["199.172.111.135", "", "ünïcødé 🦀 ∑", "593-47-5928", &"x".repeat(10_000)] {
+        for value in ["199.172.111.135", "", "ünïcødé 🦀 ∑", "593-47-5928", &"x".repeat(10_000)]
+        {
             let t = r.mask(value);
             assert_eq!(t, r.mask(value), "deterministic");
             assert_eq!(t.len(), token_len(2, value.len()), "length formula");
@@ -236,7 +239,10 @@ mod tests {
         assert_eq!(ring(K1).unmask(&t2), Err(TokenError::UnknownKey("k2".into())));
         // Relabelling a token to another key id breaks authentication.
         let relabelled = t2.replacen("pm1.k2.", "pm1.k1.", 1);
-        assert_eq!(ring(&format!("{K1},{K2}")).unmask(&relabelled), Err(TokenError::Authentication));
+        assert_eq!(
+            ring(&format!("{K1},{K2}")).unmask(&relabelled),
+            Err(TokenError::Authentication)
+        );
     }
 
     #[test]

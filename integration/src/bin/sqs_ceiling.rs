@@ -14,11 +14,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(endpoint)
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "bench"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "test", "test", None, None, "bench",
+        ))
         .load()
         .await;
     let client = aws_sdk_sqs::Client::new(&conf);
-    let url = client.get_queue_url().queue_name(name).send().await?.queue_url.ok_or("no queue url")?;
+    let url =
+        client.get_queue_url().queue_name(name).send().await?.queue_url.ok_or("no queue url")?;
     let start = Instant::now();
     let mut handles = Vec::new();
     for _ in 0..tasks {
@@ -26,7 +29,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         handles.push(tokio::spawn(async move {
             let mut n = 0usize;
             loop {
-                let out = client.receive_message().queue_url(&url).max_number_of_messages(10).wait_time_seconds(1).send().await?;
+                let out = client
+                    .receive_message()
+                    .queue_url(&url)
+                    .max_number_of_messages(10)
+                    .wait_time_seconds(1)
+                    .send()
+                    .await?;
                 let msgs = out.messages.unwrap_or_default();
                 if msgs.is_empty() {
                     return Ok::<usize, aws_sdk_sqs::Error>(n);
@@ -35,10 +44,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .iter()
                     .enumerate()
                     .filter_map(|(i, m)| {
-                        DeleteMessageBatchRequestEntry::builder().id(i.to_string()).set_receipt_handle(m.receipt_handle.clone()).build().ok()
+                        DeleteMessageBatchRequestEntry::builder()
+                            .id(i.to_string())
+                            .set_receipt_handle(m.receipt_handle.clone())
+                            .build()
+                            .ok()
                     })
                     .collect();
-                client.delete_message_batch().queue_url(&url).set_entries(Some(entries)).send().await?;
+                client
+                    .delete_message_batch()
+                    .queue_url(&url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await?;
                 n += msgs.len();
             }
         }));

@@ -47,7 +47,11 @@ unsafe fn in_subtransaction<R>(expected: PgSqlErrorCode, f: impl FnOnce() -> R) 
                 | pg_sys::panic::CaughtError::ErrorReport(r)
                 | pg_sys::panic::CaughtError::RustPanic { ereport: r, .. } => r.sql_error_code(),
             };
-            if code == expected { None } else { e.rethrow() }
+            if code == expected {
+                None
+            } else {
+                e.rethrow()
+            }
         })
         .execute()
     }

@@ -29,7 +29,8 @@ fn ingest_row<'a>(
     let event = trigger.event();
     if !(event.fired_instead() && event.fired_for_row() && event.fired_by_insert()) {
         return Err(MaskError::Trigger(
-            "ingest_login_events must be an INSTEAD OF INSERT … FOR EACH ROW trigger on a view".into(),
+            "ingest_login_events must be an INSTEAD OF INSERT … FOR EACH ROW trigger on a view"
+                .into(),
         ));
     }
     let td = trigger.trigger_data();

@@ -7,8 +7,8 @@ use pgrx::prelude::*;
 /// Rows loaded, skipped as duplicates (message id already loaded or rejected) and rejected by
 /// the ingest views in the current transaction. Call it after the COPY, before COMMIT.
 #[pg_extern(volatile, parallel_unsafe)]
-fn ingest_stats() -> TableIterator<'static, (name!(loaded, i64), name!(duplicates, i64), name!(rejected, i64))>
-{
+fn ingest_stats(
+) -> TableIterator<'static, (name!(loaded, i64), name!(duplicates, i64), name!(rejected, i64))> {
     let s = buffer::stats();
     TableIterator::once((s.loaded, s.duplicates, s.rejected))
 }

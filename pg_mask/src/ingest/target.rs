@@ -30,7 +30,8 @@ impl Widths {
     /// Validation limits for a key id of `kid_len` characters.
     pub fn limits(&self, kid_len: usize) -> Limits {
         let masked = self.masked_ip.min(self.masked_device_id);
-        let masked_bytes = if masked == usize::MAX { usize::MAX } else { max_plaintext_len(kid_len, masked) };
+        let masked_bytes =
+            if masked == usize::MAX { usize::MAX } else { max_plaintext_len(kid_len, masked) };
         Limits {
             user_id_chars: self.user_id,
             device_type_chars: self.device_type,
@@ -77,7 +78,8 @@ pub fn for_trigger(trigger: &PgTrigger<'_>) -> Result<Rc<Target>, MaskError> {
     let args = trigger.extra_args().map_err(|e| MaskError::Trigger(e.to_string()))?;
     let [logins, rejects] = args.as_slice() else {
         return Err(MaskError::Trigger(
-            "ingest_login_events needs two arguments: the logins table and the rejects table".into(),
+            "ingest_login_events needs two arguments: the logins table and the rejects table"
+                .into(),
         ));
     };
     let target = Rc::new(Spi::connect(|client| prepare(client, logins, rejects))?);
@@ -121,7 +123,8 @@ fn prepare(client: &SpiClient<'_>, logins: &str, rejects: &str) -> Result<Target
     let login_types = [text_arr, ts_arr, text_arr, text_arr, text_arr, text_arr, text_arr, int_arr];
     let logins_fast_plan =
         client.prepare_mut(insert_logins_fast.as_str(), &login_types).map_err(spi_err)?.keep();
-    let logins_plan = client.prepare_mut(insert_logins.as_str(), &login_types).map_err(spi_err)?.keep();
+    let logins_plan =
+        client.prepare_mut(insert_logins.as_str(), &login_types).map_err(spi_err)?.keep();
     let rejects_plan = client
         .prepare_mut(insert_rejects.as_str(), &[text_arr, ts_arr, text_arr, text_arr, text_arr])
         .map_err(spi_err)?
