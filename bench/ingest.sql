@@ -6,6 +6,9 @@
 \pset pager off
 SET client_min_messages = warning;
 TRUNCATE user_logins, user_login_rejects;
+-- No autovacuum during the runs: on 2 cores it would steal CPU from the next COPY.
+ALTER TABLE user_logins SET (autovacuum_enabled = off);
+ALTER TABLE user_login_rejects SET (autovacuum_enabled = off);
 
 -- 1M bodies shaped like the real ones (2% rejects), in binary COPY format, the feeder's way.
 COPY (

@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # Runs every test suite against the real PostgreSQL (started by `make db`) and real SQS
 # emulators (each suite starts its own on a free port). Suites run one after another: some
-# change server-wide key settings or restart the server.
+# change server-wide key settings or restart the server. Ends with one "N passed, N failed" line.
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
+mkdir -p "$RUN_DIR"
+OUT="$RUN_DIR/test-output.txt"
+: > "$OUT"
 log "Docker files (static checks; no engine on this machine)"
 bash scripts/check-docker.sh
-log "unit tests (pg_mask_core, feeder)"
-cargo test -q -p pg_mask_core -p feeder
+log "unit and property tests (pg_mask_core, feeder)"
+cargo test -q -p pg_mask_core -p feeder --tests 2>&1 | tee -a "$OUT"
 log "integration suites (real PostgreSQL 15 + pg_mask, real SQS emulators)"
 cargo build -q --release -p feeder
-FEEDER_BIN="$ROOT/target/release/feeder" cargo test -q -p integration -- --test-threads=4
+FEEDER_BIN="$ROOT/target/release/feeder" cargo test -q -p integration --tests -- --test-threads=4 2>&1 | tee -a "$OUT"
+read -r passed failed < <(awk '/^test result:/ {
+    for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed;/) p += $i; if ($(i+1) ~ /^failed;/) f += $i } }
+  END { print p + 0, f + 0 }' "$OUT")
+echo "tests: $passed passed, $failed failed"

@@ -15,11 +15,21 @@ use tokio_postgres::{Client, Config, NoTls};
 const COPY_SQL: &str = "COPY login_ingest (message_id, sent_at, body) FROM STDIN (FORMAT binary)";
 
 /// One message as the database receives it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Row {
     pub message_id: String,
     pub sent_at: Option<SystemTime>,
     pub body: String,
+}
+
+impl std::fmt::Debug for Row {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The body holds personal data until the database masks it: never format it.
+        f.debug_struct("Row")
+            .field("message_id", &self.message_id)
+            .field("body_bytes", &self.body.len())
+            .finish()
+    }
 }
 
 /// What the database did with a batch.
@@ -82,20 +92,20 @@ impl Sink {
     }
 
     async fn client(&mut self) -> Result<&mut Client, SinkError> {
-        if self.client.as_ref().is_none_or(Client::is_closed) {
-            let (client, connection) = self
-                .config
-                .connect(NoTls)
-                .await
-                .map_err(|source| SinkError::Connect { target: self.target.clone(), source })?;
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::debug!(error = %e, "postgres connection ended");
-                }
-            });
-            self.client = Some(client);
+        if let Some(client) = self.client.take().filter(|c| !c.is_closed()) {
+            return Ok(self.client.insert(client));
         }
-        self.client.as_mut().ok_or_else(|| unreachable_connect(&self.target))
+        let (client, connection) = self
+            .config
+            .connect(NoTls)
+            .await
+            .map_err(|source| SinkError::Connect { target: self.target.clone(), source })?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "postgres connection ended");
+            }
+        });
+        Ok(self.client.insert(client))
     }
 
     /// Loads one batch in one transaction. On error the connection is discarded.
@@ -144,11 +154,6 @@ fn explain(e: &tokio_postgres::Error) -> String {
         source = s.source();
     }
     text
-}
-
-fn unreachable_connect(target: &str) -> SinkError {
-    // Only reachable if connect() succeeded and left no client, which it cannot.
-    SinkError::NoSchema { target: target.to_owned() }
 }
 
 /// `user@host:port/db`, never the password.

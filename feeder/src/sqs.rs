@@ -193,17 +193,9 @@ impl Queue {
 
     /// Deletes up to 10 receipts; returns the receipts that failed.
     pub async fn delete_batch(&self, receipts: &[String]) -> Result<Vec<String>, SqsError> {
-        let entries = receipts
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                DeleteMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(r)
-                    .build()
-                    .map_err(|e| SqsError::Build(e.to_string()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let entries = entries(receipts, |id, r| {
+            DeleteMessageBatchRequestEntry::builder().id(id).receipt_handle(r).build()
+        })?;
         let out = self
             .client
             .delete_message_batch()
@@ -226,18 +218,13 @@ impl Queue {
         receipts: &[String],
         seconds: i32,
     ) -> Result<(), SqsError> {
-        let entries = receipts
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                ChangeMessageVisibilityBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(r)
-                    .visibility_timeout(seconds)
-                    .build()
-                    .map_err(|e| SqsError::Build(e.to_string()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let entries = entries(receipts, |id, r| {
+            ChangeMessageVisibilityBatchRequestEntry::builder()
+                .id(id)
+                .receipt_handle(r)
+                .visibility_timeout(seconds)
+                .build()
+        })?;
         self.client
             .change_message_visibility_batch()
             .queue_url(&self.url)
@@ -266,17 +253,9 @@ impl Queue {
 
     /// Sends up to 10 bodies in one request; returns how many the server accepted.
     pub async fn send_batch(&self, bodies: &[String]) -> Result<usize, SqsError> {
-        let entries = bodies
-            .iter()
-            .enumerate()
-            .map(|(i, b)| {
-                SendMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .message_body(b)
-                    .build()
-                    .map_err(|e| SqsError::Build(e.to_string()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let entries = entries(bodies, |id, b| {
+            SendMessageBatchRequestEntry::builder().id(id).message_body(b).build()
+        })?;
         let out = self
             .client
             .send_message_batch()
@@ -294,4 +273,17 @@ impl Queue {
         }
         Ok(out.successful.len())
     }
+}
+
+/// Batch request entries whose ids are the items' positions: distinct within a request, and how
+/// a per-entry failure is mapped back to its item.
+fn entries<T, E: std::fmt::Display>(
+    items: &[String],
+    build: impl Fn(String, &str) -> Result<T, E>,
+) -> Result<Vec<T>, SqsError> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| build(i.to_string(), item).map_err(|e| SqsError::Build(e.to_string())))
+        .collect()
 }

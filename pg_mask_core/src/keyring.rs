@@ -35,6 +35,8 @@ pub enum KeyRingError {
     DuplicateKeyId { kid: String },
     #[error("the AES-256-GCM-SIV self-test failed; refusing to mask")]
     SelfTest,
+    #[error("the operating system's random number generator failed")]
+    Random,
 }
 
 /// One key: its id and its ready cipher (keys derived, associated data `pm1.<kid>` absorbed).
@@ -133,8 +135,7 @@ pub fn generate_entry(kid: &str) -> Result<String, KeyRingError> {
         return Err(KeyRingError::BadKeyId { entry: 1 });
     }
     let mut key = [0u8; KEY_BYTES];
-    // An OS RNG failure is not recoverable and not input-driven.
-    getrandom::getrandom(&mut key).map_err(|_| KeyRingError::Empty)?;
+    getrandom::getrandom(&mut key).map_err(|_| KeyRingError::Random)?;
     Ok(format!("{kid}:{}", STANDARD.encode(key)))
 }
 

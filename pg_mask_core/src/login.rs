@@ -37,8 +37,9 @@ impl Limits {
     }
 }
 
-/// A valid login event, borrowing from the body where JSON escapes allow.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A valid login event, borrowing from the body where JSON escapes allow. Its `Debug` output
+/// hides `ip` and `device_id`.
+#[derive(Clone, PartialEq, Eq)]
 pub struct LoginEvent<'a> {
     pub user_id: Cow<'a, str>,
     pub device_type: Option<Cow<'a, str>>,
@@ -46,6 +47,20 @@ pub struct LoginEvent<'a> {
     pub locale: Option<Cow<'a, str>>,
     pub device_id: Option<Cow<'a, str>>,
     pub app_version: Option<i32>,
+}
+
+impl std::fmt::Debug for LoginEvent<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |v: &Option<Cow<'_, str>>| v.as_ref().map(|_| "<personal data>");
+        f.debug_struct("LoginEvent")
+            .field("user_id", &self.user_id)
+            .field("device_type", &self.device_type)
+            .field("ip", &hidden(&self.ip))
+            .field("locale", &self.locale)
+            .field("device_id", &hidden(&self.device_id))
+            .field("app_version", &self.app_version)
+            .finish()
+    }
 }
 
 /// Why a body cannot become a row. The string forms are stored in the rejects table.
@@ -174,8 +189,8 @@ fn text<'a>(
     Ok(Some(value))
 }
 
-/// One field as found in the body.
-#[derive(Debug, Default)]
+/// One field as found in the body (no `Debug`: it holds raw values).
+#[derive(Default)]
 enum Field<'a> {
     #[default]
     Missing,
@@ -185,7 +200,7 @@ enum Field<'a> {
     Other(&'static str),
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct RawLogin<'a> {
     user_id: Field<'a>,
     app_version: Field<'a>,
@@ -352,6 +367,11 @@ mod tests {
         assert!(matches!(e.ip, Some(Cow::Borrowed("199.172.111.135"))));
         assert_eq!(e.app_version, Some(2_003_000));
         assert_eq!(e.locale.as_deref(), Some("RU"));
+        let shown = format!("{e:?}");
+        assert!(
+            !shown.contains("199.172") && !shown.contains("593-47"),
+            "Debug hides personal data: {shown}"
+        );
     }
 
     #[test]
