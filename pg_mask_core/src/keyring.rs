@@ -140,6 +140,7 @@ pub fn generate_entry(kid: &str) -> Result<String, KeyRingError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
 

@@ -169,6 +169,7 @@ fn seal_into(key: &Key, plaintext: &[u8], out: &mut [u8]) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
 
