@@ -261,3 +261,34 @@ fn metrics_and_health_are_served() {
 fn repo_root_file(rel: &str) -> String {
     integration::emulator::repo_root().join(rel).display().to_string()
 }
+
+#[test]
+fn a_batch_held_up_by_the_database_keeps_its_messages_invisible() {
+    let _lock = key_lock();
+    let emu = Emulator::start(Kind::Fauxqs);
+    let sqs = Sqs::new_queue(&emu.endpoint());
+    let bodies: Vec<String> = (0..50).map(|i| format!(r#"{{"user_id":"slow{i}"}}"#)).collect();
+    sqs.send_all(&bodies);
+    let db = TestDb::new("feeder");
+    // Block every write to user_logins for longer than the visibility timeout.
+    let mut blocker = db.client();
+    let mut tx = blocker.transaction().expect("begin");
+    tx.batch_execute("LOCK TABLE user_logins IN SHARE MODE").expect("lock");
+    let f = Feeder::spawn(
+        &db.url,
+        &emu.endpoint(),
+        &sqs.queue_url,
+        &["drain"],
+        &[("FEEDER_VISIBILITY_TIMEOUT", "2")],
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    tx.commit().expect("release the lock");
+    let (status, log) = f.wait(Duration::from_secs(60));
+    assert!(status.success(), "{log}");
+    assert!(log.contains("extended its visibility"), "{log}");
+    assert!(
+        log.contains("received 50, loaded 50, duplicates 0"),
+        "no redelivery while the batch was held:\n{log}"
+    );
+    assert_eq!(totals(&db), (50, 0, 0));
+}
