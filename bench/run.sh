@@ -11,7 +11,7 @@ cd "$ROOT"
 N_MESSAGES="${N_MESSAGES:-20000}"
 BENCH_DB=pg_mask_bench
 BENCH_URL="postgres://postgres:postgres@127.0.0.1:$PG_PORT/$BENCH_DB"
-python3 -c 'import psycopg2' 2>/dev/null || python3 -m pip install --quiet psycopg2-binary
+bash scripts/deps.sh >/dev/null
 
 echo "# pg_mask benchmarks, $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "# machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
@@ -46,11 +46,11 @@ rate() { python3 -c "import sys; n, s = float(sys.argv[1]), float(sys.argv[2]); 
 cargo build --release -q -p integration --bin sqs_ceiling
 seed ceiling >/dev/null; read -r n s < <(./target/release/sqs_ceiling "$AWS_ENDPOINT_URL" ceiling 8)
 ceiling=$(rate "$n" "$s"); echo "emulator ceiling (8 Rust tasks, receive+delete, no DB): $n messages, $s s, $ceiling msg/s"
-seed boto3 >/dev/null; read -r n s < <(python3 bench/sqs_consumers.py ceiling boto3 8)
+seed boto3 >/dev/null; read -r n s < <("$VENV_PY" bench/sqs_consumers.py ceiling boto3 8)
 echo "  (the same with 8 boto3 threads: $n messages, $s s, $(rate "$n" "$s") msg/s)"
 
 psql_su -d $BENCH_DB -c "TRUNCATE user_logins, user_login_rejects"
-seed baseline >/dev/null; read -r n s < <(python3 bench/sqs_consumers.py baseline baseline "$BENCH_URL")
+seed baseline >/dev/null; read -r n s < <("$VENV_PY" bench/sqs_consumers.py baseline baseline "$BENCH_URL")
 base=$(rate "$n" "$s"); echo "baseline consumer (boto3, 10/receive, INSERT+COMMIT per receive): $n messages, $s s, $base msg/s"
 
 psql_su -d $BENCH_DB -c "TRUNCATE user_logins, user_login_rejects"

@@ -4,7 +4,7 @@
 # npm, moto from PyPI). Idempotent: each step is skipped when already done.
 source "$(dirname "$0")/lib.sh"
 
-apt_pkgs=(postgresql-15 postgresql-server-dev-15 postgresql-contrib-15 libclang-dev clang pkg-config sudo nodejs npm)
+apt_pkgs=(postgresql-15 postgresql-server-dev-15 libclang-dev clang pkg-config sudo nodejs npm)
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 # Node may come from elsewhere than Debian (this machine kind ships it): keep it if it works.
@@ -31,8 +31,12 @@ if [ ! -x "$ROOT/tools/node_modules/.bin/fauxqs" ]; then
   log "npm: installing the fauxqs SQS emulator into tools/"
   (cd "$ROOT/tools" && npm ci --no-audit --no-fund --loglevel=error)
 fi
-if ! python3 -c 'import moto.server, boto3' 2>/dev/null; then
-  log "pip: installing moto[server] and boto3"
-  python3 -m pip install --quiet 'moto[server]==5.*' 'boto3==1.*'
+# Python tools live in a venv of their own (Debian's system Python refuses global pip installs).
+if ! "$VENV_PY" -c 'import moto.server, boto3, psycopg2' 2>/dev/null; then
+  log "pip: installing moto[server], boto3 and psycopg2 into $RUN_DIR/venv"
+  python3 -m venv --help >/dev/null 2>&1 || { $SUDO apt-get update -qq; DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null; }
+  mkdir -p "$RUN_DIR"
+  python3 -m venv "$RUN_DIR/venv"
+  "$VENV_PY" -m pip install --quiet 'moto[server]==5.*' 'boto3==1.*' psycopg2-binary
 fi
 log "dependencies ready"

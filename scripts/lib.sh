@@ -12,6 +12,7 @@ PG_KEY_FILE="$PG_CONF_DIR/pg_mask.keys"
 PG_PORT="${PG_PORT:-5432}"
 SQS_PORT="${SQS_PORT:-4566}"
 RUN_DIR="$ROOT/.run"
+VENV_PY="$RUN_DIR/venv/bin/python"
 PGRX_VERSION=0.18.0
 export PATH="$HOME/.cargo/bin:$PATH"
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:$PG_PORT/postgres}"
