@@ -49,7 +49,8 @@ impl Emulator {
             Kind::Moto => {
                 // scripts/deps.sh installs moto into .run/venv.
                 let venv = repo_root().join(".run/venv/bin/python");
-                let mut c = Command::new(if venv.exists() { venv } else { PathBuf::from("python3") });
+                let mut c =
+                    Command::new(if venv.exists() { venv } else { PathBuf::from("python3") });
                 c.args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()]);
                 c
             }
