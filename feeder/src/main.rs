@@ -108,20 +108,18 @@ impl Transient for sink::SinkError {
     }
 }
 
+/// A sink whose connection and schema have been checked, waiting for the server if needed.
 async fn connect_sink(common: &config::Common) -> Result<Sink, FeederError> {
-    let mut sink = Sink::new(common.database_config().map_err(FeederError::DatabaseUrl)?);
+    let config = common.database_config().map_err(FeederError::DatabaseUrl)?;
+    let target = Sink::new(config.clone()).target().to_owned();
     let timeout = Duration::from_secs(common.startup_timeout);
-    let target = sink.target().to_owned();
-    ready(&format!("PostgreSQL at {target}"), timeout, || {
-        // Each attempt gets a fresh sink so a half-open connection is never reused.
-        let config = common.database_config();
-        async move {
-            let mut s = Sink::new(config.map_err(sink::SinkError::Db)?);
-            s.check().await
-        }
+    // Each attempt gets a fresh sink, so a failed connection is never reused; the one that
+    // passes the check is kept, connection included.
+    let sink = ready(&format!("PostgreSQL at {target}"), timeout, || {
+        let mut s = Sink::new(config.clone());
+        async move { s.check().await.map(|_| s) }
     })
     .await?;
-    sink.check().await?;
     Ok(sink)
 }
 
@@ -206,25 +204,8 @@ async fn load_file(common: &config::Common, path: &std::path::Path) -> Result<()
     let start = Instant::now();
     let mut last_log = Instant::now();
     for chunk in rows.chunks(common.batch_size.max(1)) {
-        let mut backoff =
-            backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-        let done = loop {
-            match sink.load(chunk).await {
-                Ok(d) => break d,
-                Err(e) if e.is_transient() => {
-                    let (delay, first) = backoff.fail();
-                    if first {
-                        tracing::warn!("{e}; retrying with backoff");
-                    }
-                    tokio::time::sleep(delay).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
+        pipeline::load_until_committed(&mut sink, chunk, &counters, None).await?;
         telemetry::count!(counters, received, chunk.len());
-        telemetry::count!(counters, loaded, done.loaded);
-        telemetry::count!(counters, duplicates, done.duplicates);
-        telemetry::count!(counters, rejected, done.rejected);
         if last_log.elapsed() >= Duration::from_secs(common.progress_interval) {
             tracing::info!("progress: {}", counters.summary(start.elapsed()));
             last_log = Instant::now();

@@ -160,26 +160,77 @@ async fn load_with_retry(
     counters: &Counters,
 ) -> Result<(), PipelineError> {
     let rows: Vec<Row> = batch.iter().map(|m| m.row.clone()).collect();
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-    let visibility_secs = Duration::from_secs(visibility.max(1) as u64);
+    let every = Duration::from_secs(visibility.max(1) as u64) / 2;
     let oldest = batch.iter().map(|m| m.received_at).min().unwrap_or_else(Instant::now);
     // Extend when half of the visibility timeout is left, whether the database is slow, locked
     // or down: the batch must not be redelivered while we still hold it.
-    let mut extend_at = tokio::time::Instant::from_std(oldest + visibility_secs / 2);
+    let keep_alive = KeepAlive {
+        next: tokio::time::Instant::from_std(oldest + every),
+        every,
+        queue,
+        batch,
+        visibility,
+    };
+    load_until_committed(sink, &rows, counters, Some(keep_alive)).await?;
+    Ok(())
+}
+
+/// Keeps a batch's messages invisible while it is in flight.
+pub struct KeepAlive<'a> {
+    next: tokio::time::Instant,
+    every: Duration,
+    queue: &'a Queue,
+    batch: &'a [Received],
+    visibility: i32,
+}
+
+impl KeepAlive<'_> {
+    async fn extend(&mut self) {
+        let receipts: Vec<String> = self.batch.iter().map(|m| m.receipt.clone()).collect();
+        let mut failed = 0;
+        for chunk in receipts.chunks(10) {
+            if self.queue.extend_visibility(chunk, self.visibility).await.is_err() {
+                failed += chunk.len();
+            }
+        }
+        tracing::info!(
+            "batch of {} still in flight: extended its visibility by {} s{}",
+            receipts.len(),
+            self.visibility,
+            if failed > 0 { format!(" ({failed} could not be extended)") } else { String::new() }
+        );
+        self.next = tokio::time::Instant::now() + self.every;
+    }
+}
+
+/// Awaits `fut`, extending visibility whenever `keep_alive` is due meanwhile.
+async fn with_keep_alive<T>(
+    fut: impl std::future::Future<Output = T>,
+    keep_alive: &mut Option<KeepAlive<'_>>,
+) -> T {
+    tokio::pin!(fut);
+    loop {
+        let Some(k) = keep_alive.as_mut() else { return fut.await };
+        tokio::select! {
+            r = &mut fut => return r,
+            _ = tokio::time::sleep_until(k.next) => k.extend().await,
+        }
+    }
+}
+
+/// Loads `rows` in one transaction, retrying transient failures with capped backoff (one log
+/// line when they start, one when they end) until a commit succeeds; counts the result. Used by
+/// the queue loop (with a [`KeepAlive`]) and by `feeder load` (without).
+pub async fn load_until_committed(
+    sink: &mut Sink,
+    rows: &[Row],
+    counters: &Counters,
+    mut keep_alive: Option<KeepAlive<'_>>,
+) -> Result<crate::sink::Loaded, crate::sink::SinkError> {
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     loop {
         let started = Instant::now();
-        let attempt = sink.load(&rows);
-        tokio::pin!(attempt);
-        let result = loop {
-            tokio::select! {
-                r = &mut attempt => break r,
-                _ = tokio::time::sleep_until(extend_at) => {
-                    extend_visibility(queue, batch, visibility).await;
-                    extend_at = tokio::time::Instant::now() + visibility_secs / 2;
-                }
-            }
-        };
-        match result {
+        match with_keep_alive(sink.load(rows), &mut keep_alive).await {
             Ok(done) => {
                 if let Some(outage) = backoff.succeed() {
                     tracing::info!(
@@ -193,7 +244,7 @@ async fn load_with_retry(
                 count!(counters, rejected, done.rejected);
                 count!(counters, batches, 1);
                 tracing::debug!(rows = rows.len(), ?done, "batch committed");
-                return Ok(());
+                return Ok(done);
             }
             Err(e) if e.is_transient() => {
                 let (delay, first) = backoff.fail();
@@ -203,35 +254,11 @@ async fn load_with_retry(
                         rows.len()
                     );
                 }
-                let pause = tokio::time::Instant::now() + delay;
-                while tokio::time::Instant::now() < pause {
-                    tokio::select! {
-                        _ = tokio::time::sleep_until(pause) => {}
-                        _ = tokio::time::sleep_until(extend_at) => {
-                            extend_visibility(queue, batch, visibility).await;
-                            extend_at = tokio::time::Instant::now() + visibility_secs / 2;
-                        }
-                    }
-                }
+                with_keep_alive(tokio::time::sleep(delay), &mut keep_alive).await;
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
     }
-}
-
-async fn extend_visibility(queue: &Queue, batch: &[Received], visibility: i32) {
-    let receipts: Vec<String> = batch.iter().map(|m| m.receipt.clone()).collect();
-    let mut failed = 0;
-    for chunk in receipts.chunks(10) {
-        if queue.extend_visibility(chunk, visibility).await.is_err() {
-            failed += chunk.len();
-        }
-    }
-    tracing::info!(
-        "batch of {} still in flight: extended its visibility by {visibility} s{}",
-        receipts.len(),
-        if failed > 0 { format!(" ({failed} could not be extended)") } else { String::new() }
-    );
 }
 
 async fn delete_all(queue: Queue, receipts: Vec<String>, counters: Arc<Counters>) {

@@ -167,6 +167,19 @@ fn pipe(a: TcpStream, b: TcpStream, enabled: Arc<AtomicBool>) {
     }
 }
 
+/// An SQS client for a local emulator (region us-east-1, dummy credentials).
+pub async fn client_for(endpoint: &str) -> aws_sdk_sqs::Client {
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .load()
+        .await;
+    aws_sdk_sqs::Client::new(&conf)
+}
+
 /// A blocking SQS client for test set-up and checks.
 pub struct Sqs {
     rt: tokio::runtime::Runtime,
@@ -185,17 +198,7 @@ impl Sqs {
     pub fn new_queue(endpoint: &str) -> Self {
         let rt =
             tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        let client = rt.block_on(async {
-            let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                .region(aws_config::Region::new("us-east-1"))
-                .endpoint_url(endpoint)
-                .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-                    "test", "test", None, None, "tests",
-                ))
-                .load()
-                .await;
-            aws_sdk_sqs::Client::new(&conf)
-        });
+        let client = rt.block_on(client_for(endpoint));
         let name = crate::unique("q");
         let queue_url = rt
             .block_on(client.create_queue().queue_name(&name).send())

@@ -11,15 +11,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let (endpoint, name) = (args.get(1).ok_or("ENDPOINT")?, args.get(2).ok_or("QUEUE_NAME")?);
     let tasks: usize = args.get(3).and_then(|t| t.parse().ok()).unwrap_or(8);
-    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "test", "test", None, None, "bench",
-        ))
-        .load()
-        .await;
-    let client = aws_sdk_sqs::Client::new(&conf);
+    let client = integration::emulator::client_for(endpoint).await;
     let url =
         client.get_queue_url().queue_name(name).send().await?.queue_url.ok_or("no queue url")?;
     let start = Instant::now();
