@@ -100,3 +100,48 @@ pub fn drain(db_url: &str, endpoint: &str, queue_url: &str, timeout: Duration) -
     assert!(status.success(), "feeder drain failed: {status}\n{log}");
     log
 }
+
+/// The counters of the feeder's last summary line ("received N, loaded N, ...").
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    pub received: u64,
+    pub loaded: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+    pub deleted: u64,
+    pub delete_failures: u64,
+}
+
+impl Summary {
+    /// Reads the last line of `log` that carries the counters; all zero if there is none.
+    pub fn parse(log: &str) -> Summary {
+        let Some(line) =
+            log.lines().rev().find(|l| l.contains("received ") && l.contains("loaded "))
+        else {
+            return Summary::default();
+        };
+        let field = |name: &str| -> u64 {
+            line.split(&format!("{name} "))
+                .nth(1)
+                .and_then(|rest| rest.split(',').next())
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        Summary {
+            received: field("received"),
+            loaded: field("loaded"),
+            duplicates: field("duplicates"),
+            rejected: field("rejected"),
+            deleted: field("deleted"),
+            delete_failures: field("delete failures"),
+        }
+    }
+
+    /// Every message received was either loaded, recognised as a duplicate or rejected, and
+    /// then deleted: nothing lost, whatever the queue redelivered.
+    pub fn accounts_for_every_message(&self) -> bool {
+        self.received == self.loaded + self.duplicates + self.rejected
+            && self.deleted == self.received
+            && self.delete_failures == 0
+    }
+}

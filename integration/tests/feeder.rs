@@ -1,7 +1,7 @@
 //! The feeder binary against real SQS emulators (fauxqs and moto) and the real PostgreSQL.
 
 use integration::emulator::{Emulator, Kind, Sqs};
-use integration::feeder::{self, Feeder};
+use integration::feeder::{self, Feeder, Summary};
 use integration::*;
 use std::time::Duration;
 
@@ -22,10 +22,17 @@ fn drains_the_samples(kind: Kind) {
     let log = feeder::drain(&db.url, &emu.endpoint(), &sqs.queue_url, Duration::from_secs(120));
     assert_eq!(totals(&db), (99, 1, 0), "{log}");
     assert_eq!(sqs.depth(), (0, 0), "queue ends empty");
-    assert!(
-        log.contains("received 100, loaded 99, duplicates 0, rejected 1, deleted 100"),
-        "summary line:\n{log}"
-    );
+    let summary = Summary::parse(&log);
+    assert_eq!((summary.loaded, summary.rejected), (99, 1), "{log}");
+    assert!(summary.accounts_for_every_message(), "{summary:?}\n{log}");
+    match kind {
+        // fauxqs hands each message to one receive until its visibility timeout passes.
+        Kind::Fauxqs => assert_eq!(summary.duplicates, 0, "{log}"),
+        // moto's receive checks and marks a message's visibility outside any lock, so two
+        // concurrent receives can both get it (getmoto/moto#519), as real SQS's at-least-once
+        // delivery may: the feeder must count it as a duplicate, not load it twice.
+        Kind::Moto => assert!(summary.received >= 100, "{log}"),
+    }
 }
 
 #[test]

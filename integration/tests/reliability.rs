@@ -6,7 +6,7 @@
 
 use integration::corpus;
 use integration::emulator::{self, Emulator, Kind, Proxy, Sqs};
-use integration::feeder::{self, Feeder};
+use integration::feeder::{self, Feeder, Summary};
 use integration::*;
 use rand::Rng;
 use std::fmt::Write as _;
@@ -42,18 +42,6 @@ fn try_accounting(db: &TestDb) -> Option<(i64, i64, i64)> {
 
 fn rows(db: &TestDb) -> i64 {
     try_accounting(db).map(|(r, j, _)| r + j).unwrap_or(-1)
-}
-
-fn summary_field(log: &str, name: &str) -> u64 {
-    log.lines()
-        .rev()
-        .find_map(|l| {
-            l.split(&format!("{name} "))
-                .nth(1)
-                .and_then(|r| r.split(',').next())
-                .and_then(|v| v.trim().parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 #[test]
@@ -192,7 +180,7 @@ fn reliability_suite() {
             logs.push(f.log.clone());
             let (status, log) = f.wait(Duration::from_secs(180));
             assert!(status.success(), "{log}");
-            loaded.push(summary_field(&log, "loaded"));
+            loaded.push(Summary::parse(&log).loaded);
         }
         let (r, j, dup) = accounting(&db);
         assert_eq!((r + j, dup), (10_000, 0));
