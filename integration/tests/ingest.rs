@@ -246,3 +246,173 @@ fn duplicates_view_finds_shared_ips_and_devices() {
         [("device_id".into(), "111-11-1111".into(), 2, 2), ("ip".into(), "10.9.9.9".into(), 2, 2)]
     );
 }
+
+/// A copy of the logins and rejects tables with an ingest view of its own, plus an AFTER ROW
+/// trigger on the logins copy that the bulk insert cannot honour: its flushes take the general
+/// INSERT path. The trigger counts the rows it sees, which proves which path ran.
+const GENERAL_PATH_TABLES: &str = r#"
+    CREATE TABLE logins_general (LIKE user_logins INCLUDING ALL);
+    CREATE TRIGGER mask BEFORE INSERT OR UPDATE ON logins_general
+        FOR EACH ROW EXECUTE FUNCTION mask_columns('masked_ip', 'masked_device_id');
+    CREATE TABLE rejects_general (LIKE user_login_rejects INCLUDING ALL);
+    CREATE TABLE audit (rows bigint NOT NULL);
+    INSERT INTO audit VALUES (0);
+    CREATE FUNCTION count_row() RETURNS trigger LANGUAGE plpgsql AS
+        $$ BEGIN UPDATE audit SET rows = rows + 1; RETURN NULL; END $$;
+    CREATE TRIGGER audit AFTER INSERT ON logins_general FOR EACH ROW EXECUTE FUNCTION count_row();
+    CREATE VIEW ingest_general AS SELECT * FROM login_ingest;
+    CREATE TRIGGER rows INSTEAD OF INSERT ON ingest_general
+        FOR EACH ROW EXECUTE FUNCTION ingest_login_events('logins_general', 'rejects_general');
+    CREATE TRIGGER flush AFTER INSERT ON ingest_general
+        FOR EACH STATEMENT EXECUTE FUNCTION ingest_flush();
+"#;
+
+fn copy_into(
+    c: &mut postgres::Client,
+    view: &str,
+    messages: &[Message],
+) -> Result<(), postgres::Error> {
+    use postgres::binary_copy::BinaryCopyInWriter;
+    use postgres::types::Type;
+    let mut tx = c.transaction()?;
+    {
+        let sink = tx.copy_in(&format!(
+            "COPY {view} (message_id, sent_at, body) FROM STDIN (FORMAT binary)"
+        ))?;
+        let mut w = BinaryCopyInWriter::new(sink, &[Type::TEXT, Type::TIMESTAMPTZ, Type::TEXT]);
+        for m in messages {
+            w.write(&[&m.id, &m.sent_at, &m.body])?;
+        }
+        w.finish()?;
+    }
+    tx.commit()
+}
+
+#[test]
+fn bulk_insert_and_the_general_insert_store_identical_rows() {
+    use std::time::{Duration, UNIX_EPOCH};
+    let _lock = key_lock();
+    let db = TestDb::new("ingest");
+    let mut c = db.client();
+    c.batch_execute(GENERAL_PATH_TABLES).expect("general-path tables");
+    let mut messages = sample_messages();
+    let corpus = corpus::hostile(false);
+    let valid = 99 + 5 + corpus.iter().filter(|case| case.expect.is_none()).count() as i64;
+    messages.extend(
+        corpus.into_iter().enumerate().map(|(i, case)| Message::new(format!("h{i}"), case.body)),
+    );
+    // create_date at the edges: no SentTimestamp (the load date), just before and after a UTC
+    // midnight, and before 2000 (PostgreSQL's epoch) and 1970 (Unix's).
+    let at = |secs: i64| {
+        Some(if secs >= 0 {
+            UNIX_EPOCH + Duration::from_secs(secs as u64)
+        } else {
+            UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
+        })
+    };
+    for (i, sent_at) in
+        [None, at(946_684_799), at(946_684_800), at(1_700_006_399), at(-1)].into_iter().enumerate()
+    {
+        let mut m =
+            Message::new(format!("t{i}"), format!(r#"{{"user_id":"t{i}","ip":"10.1.1.{i}"}}"#));
+        m.sent_at = sent_at;
+        messages.push(m);
+    }
+    // Batches of 7 rows: many flushes from the row trigger as well as the statement trigger.
+    // The flush says at DEBUG1 when a table does not allow the bulk insert, and why.
+    let mut said = Vec::new();
+    for view in ["login_ingest", "ingest_general"] {
+        let notices = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let sink = std::sync::Arc::clone(&notices);
+        let mut c = db
+            .url
+            .parse::<postgres::Config>()
+            .expect("url")
+            .notice_callback(move |n| sink.lock().expect("notices").push(n.message().to_owned()))
+            .connect(postgres::NoTls)
+            .expect("connect");
+        c.batch_execute("SET pg_mask.ingest_batch_rows = 7; SET client_min_messages = debug1")
+            .expect("settings");
+        copy_into(&mut c, view, &messages).expect(view);
+        let notices = notices.lock().expect("notices").clone();
+        said.push(notices.iter().any(|n| n.contains("not bulk insert")));
+        if view == "ingest_general" {
+            assert!(
+                notices.iter().any(|n| n.contains("the table has other triggers")),
+                "{notices:?}"
+            );
+        }
+    }
+    assert_eq!(said, [false, true], "user_logins takes the bulk insert, logins_general the INSERT");
+    let loaded = count(&mut c, "SELECT count(*) FROM user_logins");
+    assert_eq!(loaded, valid);
+    assert_eq!(count(&mut c, "SELECT rows FROM audit"), loaded, "the general path ran, row by row");
+    for (a, b) in [("user_logins", "logins_general"), ("user_login_rejects", "rejects_general")] {
+        let differ = |x: &str, y: &str| {
+            let cols = "message_id, user_id, device_type, masked_ip, masked_device_id, locale, app_version, create_date";
+            let cols = if x.contains("reject") {
+                "message_id, sent_at, reason, detail, payload"
+            } else {
+                cols
+            };
+            format!(
+                "SELECT count(*) FROM (SELECT {cols} FROM {x} EXCEPT ALL SELECT {cols} FROM {y}) d"
+            )
+        };
+        assert_eq!(count(&mut c, &differ(a, b)), 0, "{a} has rows {b} lacks");
+        assert_eq!(count(&mut c, &differ(b, a)), 0, "{b} has rows {a} lacks");
+    }
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM user_logins WHERE message_id = 't0' AND create_date = (now() AT TIME ZONE 'UTC')::date"),
+        1,
+        "no SentTimestamp: the load date"
+    );
+    let dates: Vec<String> = c
+        .query("SELECT create_date::text FROM user_logins WHERE message_id IN ('t1', 't2', 't3', 't4') ORDER BY message_id", &[])
+        .expect("dates")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(dates, ["1999-12-31", "2000-01-01", "2023-11-14", "1969-12-31"]);
+}
+
+#[test]
+fn bulk_insert_keeps_constraints_privileges_and_the_unique_id() {
+    let _lock = key_lock();
+    let db = TestDb::new("ingest");
+    let mut c = db.client();
+    let ok = |i: usize| {
+        Message::new(format!("c{i}"), format!(r#"{{"user_id":"u{i}","device_type":"ios"}}"#))
+    };
+
+    // A CHECK constraint fails the COPY as an INSERT would, and leaves nothing behind.
+    c.batch_execute(
+        "ALTER TABLE user_logins ADD CONSTRAINT no_blackberry CHECK (device_type <> 'blackberry')",
+    )
+    .expect("check constraint");
+    let bad = Message::new("c-bad", r#"{"user_id":"u","device_type":"blackberry"}"#);
+    let (code, msg) = sqlstate(copy_ingest(&mut c, &[ok(1), bad, ok(2)]));
+    assert_eq!(code, "23514", "{msg}");
+    assert!(msg.contains("no_blackberry"), "{msg}");
+    assert_eq!(count(&mut c, "SELECT count(*) FROM user_logins"), 0);
+
+    // A role that may write the view but not the table gets INSERT's error, not a way round it.
+    let (role, mut plain) = db.plain_role();
+    c.batch_execute(&format!("GRANT INSERT ON login_ingest TO {role}")).expect("grant view");
+    let (code, msg) = sqlstate(copy_ingest(&mut plain, &[ok(3)]));
+    assert_eq!(code, "42501", "{msg}");
+    assert!(msg.contains("user_logins"), "{msg}");
+    c.batch_execute(&format!("GRANT INSERT ON user_logins, user_login_rejects TO {role}"))
+        .expect("grant table");
+    assert_eq!(copy_ingest(&mut plain, &[ok(3)]).expect("granted").loaded, 1);
+
+    // An id loaded by a plain INSERT is still a duplicate for the bulk path, inside a batch of new ones.
+    c.batch_execute("INSERT INTO user_logins (message_id, user_id) VALUES ('c5', 'by hand')")
+        .expect("insert");
+    let batch: Vec<Message> = (4..8).map(ok).collect();
+    assert_eq!(
+        copy_ingest(&mut c, &batch).expect("copy"),
+        Counts { loaded: 3, duplicates: 1, rejected: 0 }
+    );
+    assert_eq!(count(&mut c, "SELECT count(*) FROM user_logins WHERE user_id = 'by hand'"), 1);
+}

@@ -14,6 +14,7 @@ mod guc;
 mod ingest;
 mod keys;
 mod mask_trigger;
+mod text;
 
 ::pgrx::pg_module_magic!(name, version);
 

@@ -13,6 +13,7 @@
 
 use crate::error::MaskError;
 use crate::keys;
+use crate::text::new_text;
 use pgrx::prelude::*;
 use pgrx::{pg_sys, FromDatum};
 use std::cell::RefCell;
@@ -127,22 +128,6 @@ fn mask_row<'a>(
     Ok(Some(unsafe {
         PgHeapTuple::from_heap_tuple(pgrx::PgTupleDesc::from_pg_unchecked(tupdesc), tuple)
     }))
-}
-
-/// A palloc'd text value of `len` bytes written by `fill`, as a Datum.
-///
-/// # Safety
-/// Must be called inside a PostgreSQL memory context (any function or trigger call).
-unsafe fn new_text(len: usize, fill: impl FnOnce(&mut [u8])) -> pg_sys::Datum {
-    let total = pg_sys::VARHDRSZ + len;
-    // SAFETY: palloc returns `total` writable bytes or raises; the header is set before use.
-    unsafe {
-        let ptr = pg_sys::palloc(total).cast::<pg_sys::varlena>();
-        pgrx::varlena::set_varsize_4b(ptr, total as i32);
-        let data = std::slice::from_raw_parts_mut(ptr.cast::<u8>().add(pg_sys::VARHDRSZ), len);
-        fill(data);
-        pg_sys::Datum::from(ptr)
-    }
 }
 
 /// The trigger's columns, from the cache when every cached attnum still has its name.

@@ -5,11 +5,13 @@
 //! - [`siv`]: AES-256-GCM-SIV specialised for the fixed nonce (keys derived once per key).
 //! - [`login`]: validation of one SQS login-event body into the `user_logins` columns.
 //! - [`app_version`]: the `x.y.z` → integer encoding of `app_version`.
+//! - [`create_date`]: the UTC date of a `timestamptz`, as PostgreSQL stores a `date`.
 //!
 //! Nothing here may format key material or plaintext into an error, a `Debug` impl or a log
 //! line: errors name settings, entries, fields and positions, never values.
 
 pub mod app_version;
+pub mod create_date;
 pub mod keyring;
 pub mod login;
 pub mod siv;

@@ -1,15 +1,18 @@
-//! Writes the buffered batch out: one set-based INSERT for the logins, one for the rejects.
+//! Writes the buffered batch out: the logins by bulk insert ([`bulk`]) where the table allows it,
+//! else by one set-based INSERT; the rejects by one set-based INSERT.
 //!
 //! Rows are sorted by message id first, so two sessions loading overlapping ids take their
 //! unique-index locks in the same order (they wait and skip instead of deadlocking).
 //!
-//! The logins go in with a plain INSERT inside a subtransaction first: most batches hold no
-//! already-loaded id, and `ON CONFLICT` costs a second unique-index search per row (a quarter of
-//! the ingest time in a profile of 1M rows). Only if that raises `unique_violation` is the
+//! The logins go in without conflict handling inside a subtransaction first: most batches hold
+//! no already-loaded id, and `ON CONFLICT` costs a second unique-index search per row (a quarter
+//! of the ingest time in a profile of 1M rows). Only if that raises `unique_violation` is the
 //! subtransaction rolled back and the batch inserted again with `ON CONFLICT DO NOTHING`. Rows
 //! that it skipped are counted as duplicates.
 
-use super::buffer::{self, Batch, Stats};
+use super::buffer::{self, Batch, LoginRow, RejectRow, Stats};
+use super::bulk;
+use super::target::Target;
 use crate::error::MaskError;
 use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
 use pgrx::pg_sys;
@@ -71,82 +74,89 @@ pub fn flush() -> Result<(), MaskError> {
     let Some(target) = target else { return Ok(()) };
     logins.sort_unstable_by(|a, b| a.message_id.cmp(&b.message_id));
     rejects.sort_unstable_by(|a, b| a.message_id.cmp(&b.message_id));
-    let (n_logins, n_rejects) = (logins.len() as i64, rejects.len() as i64);
 
     let mut delta = Stats::default();
-    Spi::connect_mut(|client| -> Result<(), MaskError> {
-        if !logins.is_empty() {
-            let mut ids = Vec::with_capacity(logins.len());
-            let mut sent = Vec::with_capacity(logins.len());
-            let mut users = Vec::with_capacity(logins.len());
-            let mut types = Vec::with_capacity(logins.len());
-            let mut ips = Vec::with_capacity(logins.len());
-            let mut devices = Vec::with_capacity(logins.len());
-            let mut locales = Vec::with_capacity(logins.len());
-            let mut versions = Vec::with_capacity(logins.len());
-            for r in logins {
-                ids.push(r.message_id);
-                sent.push(r.sent_at);
-                users.push(r.user_id);
-                types.push(r.device_type);
-                ips.push(r.ip);
-                devices.push(r.device_id);
-                locales.push(r.locale);
-                versions.push(r.app_version);
-            }
-            let args: [DatumWithOid; 8] = [
-                ids.into(),
-                sent.into(),
-                users.into(),
-                types.into(),
-                ips.into(),
-                devices.into(),
-                locales.into(),
-                versions.into(),
-            ];
-            let fast = {
-                let client = &mut *client;
-                let args = &args;
-                let target = &target;
-                // SAFETY: called inside a transaction, with an SPI connection open.
-                unsafe {
-                    in_subtransaction(PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION, move || {
-                        client.update(&target.insert_logins_fast, None, args).map(|t| t.len())
-                    })
-                }
-            };
-            let inserted = match fast {
-                Some(result) => result,
-                None => client.update(&target.insert_logins, None, &args).map(|t| t.len()),
-            }
-            .map_err(|e| MaskError::Spi(e.to_string()))? as i64;
-            delta.loaded = inserted;
-            delta.duplicates += n_logins - inserted;
-        }
-        if !rejects.is_empty() {
-            let mut ids = Vec::with_capacity(rejects.len());
-            let mut sent: Vec<Option<TimestampWithTimeZone>> = Vec::with_capacity(rejects.len());
-            let mut reasons = Vec::with_capacity(rejects.len());
-            let mut details = Vec::with_capacity(rejects.len());
-            let mut payloads = Vec::with_capacity(rejects.len());
-            for r in rejects {
-                ids.push(r.message_id);
-                sent.push(r.sent_at);
-                reasons.push(r.reason.to_owned());
-                details.push(r.detail);
-                payloads.push(r.payload);
-            }
-            let args: [DatumWithOid; 5] =
-                [ids.into(), sent.into(), reasons.into(), details.into(), payloads.into()];
-            let inserted = client
-                .update(&target.insert_rejects, None, &args)
-                .map_err(|e| MaskError::Spi(e.to_string()))?
-                .len() as i64;
-            delta.rejected = inserted;
-            delta.duplicates += n_rejects - inserted;
-        }
-        Ok(())
-    })?;
+    if !logins.is_empty() {
+        let inserted = insert_logins(&target, &logins)? as i64;
+        delta.loaded = inserted;
+        delta.duplicates += logins.len() as i64 - inserted;
+    }
+    if !rejects.is_empty() {
+        let inserted = insert_rejects(&target, rejects)?;
+        delta.rejected = inserted.0;
+        delta.duplicates += inserted.1;
+    }
     buffer::add_stats(delta);
     Ok(())
+}
+
+/// Inserts the logins and returns how many were new: the fast path in a subtransaction (bulk
+/// insert where the table allows, else a plain INSERT), and `ON CONFLICT DO NOTHING` if that
+/// met an id already loaded.
+fn insert_logins(target: &Target, logins: &[LoginRow]) -> Result<usize, MaskError> {
+    // SAFETY: inside the transaction of the statement being flushed.
+    let layout = unsafe { bulk::Layout::resolve(target.logins_table(), &target.widths()?) };
+    if let Err(why) = &layout {
+        debug1!("pg_mask: {} rows go in by INSERT, not bulk insert: {why}", logins.len());
+    }
+    Spi::connect_mut(|client| {
+        let fast = {
+            let client = &mut *client;
+            // SAFETY: called inside a transaction, with an SPI connection open.
+            unsafe {
+                in_subtransaction(PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION, move || match &layout {
+                    Ok(layout) => Ok(bulk::insert(layout, logins)),
+                    Err(_) => client
+                        .update(&target.insert_logins_fast, None, &login_args(logins))
+                        .map(|t| t.len()),
+                })
+            }
+        };
+        match fast {
+            Some(result) => result,
+            None => {
+                client.update(&target.insert_logins, None, &login_args(logins)).map(|t| t.len())
+            }
+        }
+        .map_err(|e| MaskError::Spi(e.to_string()))
+    })
+}
+
+/// The logins as the eight array parameters of the INSERT statements.
+fn login_args(rows: &[LoginRow]) -> [DatumWithOid<'_>; 8] {
+    let text = |f: fn(&LoginRow) -> Option<&str>| rows.iter().map(f).collect::<Vec<_>>();
+    [
+        text(|r| Some(&r.message_id)).into(),
+        rows.iter().map(|r| r.sent_at).collect::<Vec<_>>().into(),
+        text(|r| Some(&r.user_id)).into(),
+        text(|r| r.device_type.as_deref()).into(),
+        text(|r| r.ip.as_deref()).into(),
+        text(|r| r.device_id.as_deref()).into(),
+        text(|r| r.locale.as_deref()).into(),
+        rows.iter().map(|r| r.app_version).collect::<Vec<_>>().into(),
+    ]
+}
+
+/// Inserts the rejects; returns (inserted, duplicates).
+fn insert_rejects(target: &Target, rejects: Vec<RejectRow>) -> Result<(i64, i64), MaskError> {
+    let n = rejects.len() as i64;
+    let mut ids = Vec::with_capacity(rejects.len());
+    let mut sent: Vec<Option<TimestampWithTimeZone>> = Vec::with_capacity(rejects.len());
+    let mut reasons = Vec::with_capacity(rejects.len());
+    let mut details = Vec::with_capacity(rejects.len());
+    let mut payloads = Vec::with_capacity(rejects.len());
+    for r in rejects {
+        ids.push(r.message_id);
+        sent.push(r.sent_at);
+        reasons.push(r.reason.to_owned());
+        details.push(r.detail);
+        payloads.push(r.payload);
+    }
+    let args: [DatumWithOid; 5] =
+        [ids.into(), sent.into(), reasons.into(), details.into(), payloads.into()];
+    let inserted = Spi::connect_mut(|client| {
+        client.update(&target.insert_rejects, None, &args).map(|t| t.len() as i64)
+    })
+    .map_err(|e| MaskError::Spi(e.to_string()))?;
+    Ok((inserted, n - inserted))
 }

@@ -4,8 +4,10 @@
 //! two triggers from this module:
 //! - [`row::ingest_login_events`] (INSTEAD OF INSERT, FOR EACH ROW): validates the body with
 //!   [`pg_mask_core::login`] and buffers either a row for the logins table or a reject;
-//! - [`flush::ingest_flush`] (AFTER INSERT, FOR EACH STATEMENT): writes the buffer out with one
-//!   set-based `INSERT … SELECT FROM unnest(…) ON CONFLICT (message_id) DO NOTHING` per table.
+//! - [`flush::ingest_flush`] (AFTER INSERT, FOR EACH STATEMENT): writes the buffer out, the
+//!   logins by [`bulk`] insert (COPY's own multi-insert) where the table allows it and otherwise
+//!   by one set-based `INSERT … SELECT FROM unnest(…)`, duplicates skipped by
+//!   `ON CONFLICT (message_id) DO NOTHING`.
 //!
 //! `ip`, `device_id` and a reject's whole payload are masked in the row trigger, before
 //! buffering (the tables' own `mask_columns` triggers then see valid tokens and keep them).
@@ -14,6 +16,7 @@
 //! [`stats::ingest_stats`] reports what the current transaction loaded.
 
 mod buffer;
+mod bulk;
 mod flush;
 mod row;
 mod stats;

@@ -53,6 +53,11 @@ pub struct Target {
 }
 
 impl Target {
+    /// The logins table, quoted and possibly schema-qualified.
+    pub fn logins_table(&self) -> &str {
+        &self.logins_table
+    }
+
     pub fn widths(&self) -> Result<Widths, MaskError> {
         // SAFETY: called from a trigger, inside a transaction.
         let now = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
