@@ -140,7 +140,8 @@ unsafe fn inspect(rel: pg_sys::Relation, widths: &Widths) -> Result<Layout, &'st
     }
 }
 
-/// Only `mask_columns` triggers over the token columns: they would keep every value as is.
+/// Only `mask_columns` triggers over the token columns fire on INSERT: they would keep every
+/// value as is.
 ///
 /// # Safety
 /// `trigdesc` must be null or a relation's trigger descriptor.
@@ -152,7 +153,9 @@ unsafe fn check_triggers(trigdesc: *mut pg_sys::TriggerDesc) -> Result<(), &'sta
     unsafe {
         let triggers =
             std::slice::from_raw_parts((*trigdesc).triggers, (*trigdesc).numtriggers as usize);
-        for t in triggers {
+        // Triggers that never fire on INSERT (say, a foreign key's ON DELETE action) do not
+        // matter here.
+        for t in triggers.iter().filter(|t| t.tgtype as u32 & pg_sys::TRIGGER_TYPE_INSERT != 0) {
             let mut finfo = pg_sys::FmgrInfo::default();
             pg_sys::fmgr_info(t.tgfoid, &mut finfo);
             let is_mask_columns =

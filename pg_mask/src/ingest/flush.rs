@@ -17,6 +17,8 @@ use crate::error::MaskError;
 use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
 
 /// Runs `f` in a subtransaction. Returns `None` if it raised `expected` (the subtransaction is
@@ -77,9 +79,10 @@ pub fn flush() -> Result<(), MaskError> {
 
     let mut delta = Stats::default();
     if !logins.is_empty() {
-        let inserted = insert_logins(&target, &logins)? as i64;
+        let n = logins.len() as i64;
+        let inserted = insert_logins(&target, logins)? as i64;
         delta.loaded = inserted;
-        delta.duplicates += logins.len() as i64 - inserted;
+        delta.duplicates += n - inserted;
     }
     if !rejects.is_empty() {
         let inserted = insert_rejects(&target, rejects)?;
@@ -90,36 +93,60 @@ pub fn flush() -> Result<(), MaskError> {
     Ok(())
 }
 
-/// Inserts the logins and returns how many were new: the fast path in a subtransaction (bulk
-/// insert where the table allows, else a plain INSERT), and `ON CONFLICT DO NOTHING` if that
-/// met an id already loaded.
-fn insert_logins(target: &Target, logins: &[LoginRow]) -> Result<usize, MaskError> {
+/// Inserts the logins and returns how many were new.
+///
+/// The batch is tried as is in a subtransaction (bulk insert where the table allows, else a plain
+/// INSERT). If an id was already there, the ids already loaded are looked up in one query and
+/// left out, and the rest is tried again: a redelivered batch costs one index probe per row, not
+/// a second full insert. Only if that meets an id too (a concurrent loader got there between the
+/// probe and the insert) does the rest go in with `ON CONFLICT DO NOTHING`.
+fn insert_logins(target: &Target, mut logins: Vec<LoginRow>) -> Result<usize, MaskError> {
     // SAFETY: inside the transaction of the statement being flushed.
     let layout = unsafe { bulk::Layout::resolve(target.logins_table(), &target.widths()?) };
     if let Err(why) = &layout {
         debug1!("pg_mask: {} rows go in by INSERT, not bulk insert: {why}", logins.len());
     }
+    let spi = |e: pgrx::spi::SpiError| MaskError::Spi(e.to_string());
     Spi::connect_mut(|client| {
-        let fast = {
-            let client = &mut *client;
-            // SAFETY: called inside a transaction, with an SPI connection open.
-            unsafe {
-                in_subtransaction(PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION, move || match &layout {
-                    Ok(layout) => Ok(bulk::insert(layout, logins)),
-                    Err(_) => client
-                        .update(&target.insert_logins_fast, None, &login_args(logins))
-                        .map(|t| t.len()),
-                })
-            }
-        };
-        match fast {
-            Some(result) => result,
-            None => {
-                client.update(&target.insert_logins, None, &login_args(logins)).map(|t| t.len())
-            }
+        if let Some(inserted) = attempt(client, target, &layout, &logins)? {
+            return Ok(inserted);
         }
-        .map_err(|e| MaskError::Spi(e.to_string()))
+        let ids: Vec<&str> = logins.iter().map(|r| r.message_id.as_str()).collect();
+        let mut loaded = HashSet::new();
+        for row in client.select(&target.loaded_ids, None, &[ids.into()]).map_err(spi)? {
+            loaded.extend(row.get::<String>(1).map_err(spi)?);
+        }
+        logins.retain(|r| !loaded.contains(&r.message_id));
+        if logins.is_empty() {
+            return Ok(0);
+        }
+        if let Some(inserted) = attempt(client, target, &layout, &logins)? {
+            return Ok(inserted);
+        }
+        client
+            .update(&target.insert_logins, None, &login_args(&logins))
+            .map(|t| t.len())
+            .map_err(spi)
     })
+}
+
+/// One try at inserting `rows` in a subtransaction: `None` if an id was already there.
+fn attempt(
+    client: &mut SpiClient<'_>,
+    target: &Target,
+    layout: &Result<bulk::Layout, &'static str>,
+    rows: &[LoginRow],
+) -> Result<Option<usize>, MaskError> {
+    // SAFETY: called inside a transaction, with an SPI connection open.
+    let result = unsafe {
+        in_subtransaction(PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION, move || match layout {
+            Ok(layout) => Ok(bulk::insert(layout, rows)),
+            Err(_) => {
+                client.update(&target.insert_logins_fast, None, &login_args(rows)).map(|t| t.len())
+            }
+        })
+    };
+    result.transpose().map_err(|e| MaskError::Spi(e.to_string()))
 }
 
 /// The logins as the eight array parameters of the INSERT statements.

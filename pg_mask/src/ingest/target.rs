@@ -47,6 +47,8 @@ pub struct Target {
     /// INSERT … ON CONFLICT DO NOTHING: the path for batches that hold already-loaded ids.
     pub insert_logins: OwnedPreparedStatement,
     pub insert_rejects: OwnedPreparedStatement,
+    /// Which of the ids in `$1` the logins table already holds.
+    pub loaded_ids: OwnedPreparedStatement,
     logins_table: String,
     widths: Cell<Widths>,
     widths_read_in: Cell<pg_sys::TimestampTz>,
@@ -112,6 +114,9 @@ fn prepare(client: &SpiClient<'_>, logins: &str, rejects: &str) -> Result<Target
     // id always comes with the same body, so a valid message never meets its own reject; the
     // rejects INSERT still checks the logins table (rejects are rare, the probe is cheap there),
     // which keeps one id in one table even for a hand-made batch that reuses an id.
+    // Both probes of the logins table are correlated scalar subqueries with LIMIT, which stay
+    // one index probe per id: written as EXISTS, the planner may make them a hash join over the
+    // whole table when it misjudges a batch (seen: a seq scan of 1M rows for every flush).
     let insert_logins_fast = format!(
         "INSERT INTO {logins_table} AS t (message_id, user_id, device_type, masked_ip, \
          masked_device_id, locale, app_version, create_date) \
@@ -122,7 +127,7 @@ fn prepare(client: &SpiClient<'_>, logins: &str, rejects: &str) -> Result<Target
     let insert_rejects = format!(
         "INSERT INTO {rejects_table} (message_id, sent_at, reason, detail, payload) \
          SELECT * FROM unnest($1, $2, $3, $4, $5) AS r(m, s, re, de, p) \
-         WHERE NOT EXISTS (SELECT FROM {logins_table} x WHERE x.message_id = r.m) \
+         WHERE (SELECT true FROM {logins_table} x WHERE x.message_id = r.m LIMIT 1) IS NULL \
          ON CONFLICT (message_id) DO NOTHING"
     );
     let login_types = [text_arr, ts_arr, text_arr, text_arr, text_arr, text_arr, text_arr, int_arr];
@@ -134,11 +139,23 @@ fn prepare(client: &SpiClient<'_>, logins: &str, rejects: &str) -> Result<Target
         .prepare_mut(insert_rejects.as_str(), &[text_arr, ts_arr, text_arr, text_arr, text_arr])
         .map_err(spi_err)?
         .keep();
+    let loaded_ids = client
+        .prepare_mut(
+            format!(
+                "SELECT m FROM unnest($1) AS m \
+                 WHERE (SELECT true FROM {logins_table} t WHERE t.message_id = m LIMIT 1)"
+            )
+            .as_str(),
+            &[text_arr],
+        )
+        .map_err(spi_err)?
+        .keep();
     let widths = read_widths(client, &logins_table)?;
     Ok(Target {
         insert_logins_fast: logins_fast_plan,
         insert_logins: logins_plan,
         insert_rejects: rejects_plan,
+        loaded_ids,
         logins_table,
         widths: Cell::new(widths),
         // SAFETY: inside a transaction.
