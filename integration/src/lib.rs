@@ -196,10 +196,20 @@ pub struct Counts {
 
 /// Binary COPY into `login_ingest` in one transaction, the way the feeder does it.
 pub fn copy_ingest(client: &mut Client, messages: &[Message]) -> Result<Counts, postgres::Error> {
+    copy_ingest_into(client, "login_ingest", messages)
+}
+
+/// Binary COPY into the ingest view `view` in one transaction.
+pub fn copy_ingest_into(
+    client: &mut Client,
+    view: &str,
+    messages: &[Message],
+) -> Result<Counts, postgres::Error> {
     let mut tx = client.transaction()?;
     {
-        let sink =
-            tx.copy_in("COPY login_ingest (message_id, sent_at, body) FROM STDIN (FORMAT binary)")?;
+        let sink = tx.copy_in(&format!(
+            "COPY {view} (message_id, sent_at, body) FROM STDIN (FORMAT binary)"
+        ))?;
         let mut w = BinaryCopyInWriter::new(sink, &[Type::TEXT, Type::TIMESTAMPTZ, Type::TEXT]);
         for m in messages {
             w.write(&[&m.id, &m.sent_at, &m.body])?;
