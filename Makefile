@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: help deps install db schema sqs feeder demo test bench docker-key docker-check stop fmt lint
+.PHONY: help deps install db schema sqs feeder demo test bench docker-key check-versions docker-check stop fmt lint
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  %-14s %s\n", $$1, $$2 }'
@@ -39,6 +39,9 @@ bench: schema feeder ## benchmarks (not pass/fail): masking, COPY, ingest, feede
 docker-key: ## create docker/secrets/pg_mask.keys (once) for docker compose
 	@mkdir -p docker/secrets && umask 077 && test -s docker/secrets/pg_mask.keys || \
 	  echo "k1:$$(head -c 32 /dev/urandom | base64)" > docker/secrets/pg_mask.keys
+
+check-versions: ## type-check pg_mask for PostgreSQL 13-17 (pgrx's pre-generated bindings; part of make test)
+	@bash scripts/check-pg-versions.sh
 
 docker-check: ## static checks of the Docker files (hadolint, compose-spec); no engine needed
 	@bash scripts/check-docker.sh

@@ -9,6 +9,7 @@ OUT="$RUN_DIR/test-output.txt"
 : > "$OUT"
 log "Docker files (static checks; no engine on this machine)"
 bash scripts/check-docker.sh
+bash scripts/check-pg-versions.sh
 log "unit and property tests (pg_mask_core, feeder)"
 cargo test -q -p pg_mask_core -p feeder --tests 2>&1 | tee -a "$OUT"
 log "integration suites (real PostgreSQL 15 + pg_mask, real SQS emulators)"

@@ -64,8 +64,7 @@ impl Layout {
         // SAFETY: catalog lookups inside a transaction; the relation is locked before it is
         // opened and closed before returning (the lock is kept until the transaction ends).
         unsafe {
-            let range_var =
-                pg_sys::makeRangeVarFromNameList(pg_sys::stringToQualifiedNameList(name.as_ptr()));
+            let range_var = pg_sys::makeRangeVarFromNameList(qualified_name_list(&name));
             let relid = pg_sys::RangeVarGetRelidExtended(
                 range_var,
                 pg_sys::RowExclusiveLock as pg_sys::LOCKMODE,
@@ -222,6 +221,11 @@ pub unsafe fn insert(layout: &Layout, rows: &[LoginRow]) -> usize {
             .cast::<pg_sys::ResultRelInfo>();
         pg_sys::InitResultRelInfo(rri, rel, 0, std::ptr::null_mut(), 0);
         pg_sys::ExecOpenIndices(rri, false);
+        #[cfg(feature = "pg13")]
+        {
+            // PostgreSQL 13's index insertion finds the relation through the executor state.
+            (*estate).es_result_relation_info = rri;
+        }
         let econtext = pg_sys::MakePerTupleExprContext(estate);
         let row_memory = (*econtext).ecxt_per_tuple_memory;
         let cid = pg_sys::GetCurrentCommandId(true);
@@ -266,16 +270,7 @@ pub unsafe fn insert(layout: &Layout, rows: &[LoginRow]) -> usize {
             let n = chunk.len();
             pg_sys::table_multi_insert(rel, slots.as_mut_ptr(), n as i32, cid, 0, bistate);
             for &slot in &slots[..n] {
-                let recheck = pg_sys::ExecInsertIndexTuples(
-                    rri,
-                    slot,
-                    estate,
-                    false,
-                    false,
-                    std::ptr::null_mut(),
-                    std::ptr::null_mut(),
-                );
-                pg_sys::list_free(recheck);
+                pg_sys::list_free(insert_index_entries(rri, slot, estate));
                 pg_sys::MemoryContextReset(row_memory);
             }
         }
@@ -291,5 +286,64 @@ pub unsafe fn insert(layout: &Layout, rows: &[LoginRow]) -> usize {
         // Later statements of this transaction (the rejects INSERT's probe) see the rows.
         pg_sys::CommandCounterIncrement();
         rows.len()
+    }
+}
+
+/// `stringToQualifiedNameList`, which takes an error context from PostgreSQL 16 on.
+///
+/// # Safety
+/// Must be called inside a transaction.
+unsafe fn qualified_name_list(name: &CStr) -> *mut pg_sys::List {
+    // SAFETY: a NUL-terminated name; errors raise.
+    unsafe {
+        #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
+        let list = pg_sys::stringToQualifiedNameList(name.as_ptr());
+        #[cfg(any(feature = "pg16", feature = "pg17"))]
+        let list = pg_sys::stringToQualifiedNameList(name.as_ptr(), std::ptr::null_mut());
+        list
+    }
+}
+
+/// `ExecInsertIndexTuples` for a plain insert, whose signature changed in PostgreSQL 14 and 16.
+/// Returns the indexes that need a deferred recheck (none: deferrable ones come with a
+/// constraint trigger, which keeps a table off this path).
+///
+/// # Safety
+/// `slot` holds a tuple just inserted into the relation of `rri`, whose indexes are open.
+unsafe fn insert_index_entries(
+    rri: *mut pg_sys::ResultRelInfo,
+    slot: *mut pg_sys::TupleTableSlot,
+    estate: *mut pg_sys::EState,
+) -> *mut pg_sys::List {
+    let (no_conflict, no_arbiters) = (std::ptr::null_mut(), std::ptr::null_mut());
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        #[cfg(feature = "pg13")]
+        let recheck = {
+            let _ = rri; // insert() made it the executor state's result relation
+            pg_sys::ExecInsertIndexTuples(slot, estate, false, no_conflict, no_arbiters)
+        };
+        #[cfg(any(feature = "pg14", feature = "pg15"))]
+        let recheck = pg_sys::ExecInsertIndexTuples(
+            rri,
+            slot,
+            estate,
+            false,
+            false,
+            no_conflict,
+            no_arbiters,
+        );
+        #[cfg(any(feature = "pg16", feature = "pg17"))]
+        let recheck = pg_sys::ExecInsertIndexTuples(
+            rri,
+            slot,
+            estate,
+            false,
+            false,
+            no_conflict,
+            no_arbiters,
+            false,
+        );
+        recheck
     }
 }
