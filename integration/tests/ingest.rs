@@ -267,6 +267,22 @@ const GENERAL_PATH_TABLES: &str = r#"
         FOR EACH STATEMENT EXECUTE FUNCTION ingest_flush();
 "#;
 
+type Notices = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// A connection that keeps every notice the server sends (the flush says at DEBUG1 why a table
+/// does not take the bulk insert).
+fn connect_with_notices(url: &str) -> (postgres::Client, Notices) {
+    let notices = Notices::default();
+    let sink = std::sync::Arc::clone(&notices);
+    let client = url
+        .parse::<postgres::Config>()
+        .expect("url")
+        .notice_callback(move |n| sink.lock().expect("notices").push(n.message().to_owned()))
+        .connect(postgres::NoTls)
+        .expect("connect");
+    (client, notices)
+}
+
 #[test]
 fn bulk_insert_and_the_general_insert_store_identical_rows() {
     use std::time::{Duration, UNIX_EPOCH};
@@ -301,15 +317,7 @@ fn bulk_insert_and_the_general_insert_store_identical_rows() {
     // The flush says at DEBUG1 when a table does not allow the bulk insert, and why.
     let mut said = Vec::new();
     for view in ["login_ingest", "ingest_general"] {
-        let notices = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-        let sink = std::sync::Arc::clone(&notices);
-        let mut c = db
-            .url
-            .parse::<postgres::Config>()
-            .expect("url")
-            .notice_callback(move |n| sink.lock().expect("notices").push(n.message().to_owned()))
-            .connect(postgres::NoTls)
-            .expect("connect");
+        let (mut c, notices) = connect_with_notices(&db.url);
         c.batch_execute("SET pg_mask.ingest_batch_rows = 7; SET client_min_messages = debug1")
             .expect("settings");
         copy_ingest_into(&mut c, view, &messages).expect(view);
@@ -392,4 +400,74 @@ fn bulk_insert_keeps_constraints_privileges_and_the_unique_id() {
         Counts { loaded: 3, duplicates: 1, rejected: 0 }
     );
     assert_eq!(count(&mut c, "SELECT count(*) FROM user_logins WHERE user_id = 'by hand'"), 1);
+}
+
+#[test]
+fn tables_the_bulk_insert_cannot_honour_get_the_insert_and_its_rules() {
+    let _lock = key_lock();
+    let db = TestDb::new("ingest");
+    let mut admin = db.client();
+    let (mut c, notices) = connect_with_notices(&db.url);
+    c.batch_execute("SET client_min_messages = debug1").expect("debug1");
+    let load = |c: &mut postgres::Client, id: &str, body: &str| {
+        notices.lock().expect("notices").clear();
+        let result = copy_ingest(c, &[Message::new(id, body)]);
+        let said = notices.lock().expect("notices").join("\n");
+        (result, said)
+    };
+
+    // A column with a default: the INSERT fills it (the bulk insert would leave it NULL).
+    admin
+        .batch_execute(
+            "ALTER TABLE user_logins ADD COLUMN loaded_by text NOT NULL DEFAULT current_user",
+        )
+        .expect("default column");
+    let (result, said) = load(&mut c, "r1", r#"{"user_id":"u1"}"#);
+    assert_eq!(result.expect("loads").loaded, 1);
+    assert!(said.contains("another column has a default"), "{said}");
+    assert_eq!(
+        count(
+            &mut admin,
+            "SELECT count(*) FROM user_logins WHERE message_id = 'r1' AND loaded_by = 'postgres'"
+        ),
+        1
+    );
+    admin.batch_execute("ALTER TABLE user_logins DROP COLUMN loaded_by").expect("drop column");
+
+    // mask_columns over a column the ingest writes in plain: the trigger must see the row.
+    admin
+        .batch_execute(
+            "CREATE TRIGGER mask_user BEFORE INSERT ON user_logins FOR EACH ROW EXECUTE FUNCTION mask_columns('user_id')",
+        )
+        .expect("trigger");
+    let (result, said) = load(&mut c, "r2", r#"{"user_id":"u2"}"#);
+    assert_eq!(result.expect("loads").loaded, 1);
+    assert!(said.contains("masks a column the ingest writes as is"), "{said}");
+    let user: String = admin
+        .query_one("SELECT unmask_pii(user_id) FROM user_logins WHERE message_id = 'r2'", &[])
+        .expect("masked user")
+        .get(0);
+    assert_eq!(user, "u2", "user_id stored as a token");
+    admin.batch_execute("DROP TRIGGER mask_user ON user_logins").expect("drop trigger");
+
+    // Row-level security: a plain role's rows pass its policy, as with INSERT.
+    let (role, mut plain) = db.plain_role();
+    admin
+        .batch_execute(&format!(
+            "GRANT INSERT ON login_ingest, user_logins, user_login_rejects TO {role};
+             ALTER TABLE user_logins ENABLE ROW LEVEL SECURITY;
+             CREATE POLICY not_blocked ON user_logins FOR INSERT TO {role} WITH CHECK (user_id <> 'blocked');"
+        ))
+        .expect("policy");
+    assert_eq!(
+        copy_ingest(&mut plain, &[Message::new("r3", r#"{"user_id":"fine"}"#)])
+            .expect("allowed")
+            .loaded,
+        1
+    );
+    let (code, msg) =
+        sqlstate(copy_ingest(&mut plain, &[Message::new("r4", r#"{"user_id":"blocked"}"#)]));
+    assert_eq!(code, "42501", "{msg}");
+    assert!(msg.contains("row-level security"), "{msg}");
+    assert_eq!(count(&mut admin, "SELECT count(*) FROM user_logins"), 3);
 }
