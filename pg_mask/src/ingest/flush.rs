@@ -7,8 +7,8 @@
 //! The logins go in without conflict handling inside a subtransaction first: most batches hold
 //! no already-loaded id, and `ON CONFLICT` costs a second unique-index search per row (a quarter
 //! of the ingest time in a profile of 1M rows). Only if that raises `unique_violation` is the
-//! subtransaction rolled back and the batch inserted again with `ON CONFLICT DO NOTHING`. Rows
-//! that it skipped are counted as duplicates.
+//! subtransaction rolled back; see [`insert_logins`] for what follows. Rows left out are counted
+//! as duplicates.
 
 use super::buffer::{self, Batch, LoginRow, RejectRow, Stats};
 use super::bulk;
