@@ -8,6 +8,7 @@
 
 use pgrx::prelude::*;
 
+mod attributes;
 mod error;
 mod functions;
 mod guc;

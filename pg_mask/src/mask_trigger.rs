@@ -12,6 +12,7 @@
 //! A BEFORE trigger's output is not re-checked against `varchar(n)`, so this module enforces the
 //! column length itself.
 
+use crate::attributes;
 use crate::error::MaskError;
 use crate::keys;
 use pgrx::pg_sys;
@@ -212,24 +213,8 @@ fn columns_for(
     Ok(cols)
 }
 
-fn attr(
-    tupdesc: pg_sys::TupleDesc,
-    attnum: usize,
-) -> Option<&'static pg_sys::FormData_pg_attribute> {
-    // SAFETY: bounds-checked against natts; attributes live as long as the descriptor, which
-    // outlives the trigger call.
-    unsafe {
-        if attnum == 0 || attnum > (*tupdesc).natts as usize {
-            return None;
-        }
-        let a = &*(*tupdesc).attrs.as_ptr().add(attnum - 1);
-        (!a.attisdropped).then_some(a)
-    }
-}
-
 fn attr_name_bytes(tupdesc: pg_sys::TupleDesc, attnum: usize) -> Option<&'static [u8]> {
-    // SAFETY: NameData is NUL-terminated.
-    attr(tupdesc, attnum).map(|a| unsafe { CStr::from_ptr(a.attname.data.as_ptr()) }.to_bytes())
+    attributes::attr(tupdesc, attnum).map(attributes::name)
 }
 
 fn resolve(trigger: &PgTrigger<'_>, tupdesc: pg_sys::TupleDesc) -> Result<Vec<Column>, MaskError> {
@@ -240,34 +225,21 @@ fn resolve(trigger: &PgTrigger<'_>, tupdesc: pg_sys::TupleDesc) -> Result<Vec<Co
             "mask_columns needs the column names as trigger arguments, e.g. mask_columns('masked_ip')".into(),
         ));
     }
-    // SAFETY: natts of a valid descriptor.
-    let natts = unsafe { (*tupdesc).natts } as usize;
     names
         .into_iter()
         .map(|name| {
-            let attnum = (1..=natts)
-                .find(|&n| attr_name_bytes(tupdesc, n) == Some(name.as_bytes()))
+            let (attnum, a) = attributes::attrs(tupdesc)
+                .find(|(_, a)| attributes::name(a) == name.as_bytes())
                 .ok_or_else(|| MaskError::UnknownColumn {
                     table: table.clone(),
                     column: name.clone(),
                 })?;
-            let a = attr(tupdesc, attnum).ok_or_else(|| MaskError::UnknownColumn {
-                table: table.clone(),
-                column: name.clone(),
-            })?;
-            let max_chars = match a.atttypid {
-                pg_sys::TEXTOID => None,
-                pg_sys::VARCHAROID if a.atttypmod >= pg_sys::VARHDRSZ as i32 => {
-                    Some((a.atttypmod - pg_sys::VARHDRSZ as i32) as usize)
-                }
-                pg_sys::VARCHAROID => None,
-                other => {
-                    return Err(MaskError::NotText {
-                        table: table.clone(),
-                        column: name,
-                        type_name: type_name(other),
-                    })
-                }
+            let Some(max_chars) = attributes::text_width(a) else {
+                return Err(MaskError::NotText {
+                    table: table.clone(),
+                    column: name,
+                    type_name: type_name(a.atttypid),
+                });
             };
             Ok(Column { attnum, name, max_chars })
         })

@@ -15,6 +15,7 @@
 
 use super::buffer::LoginRow;
 use super::target::Widths;
+use crate::attributes;
 use crate::mask_trigger::mask_columns_wrapper;
 use crate::text::text_datum;
 use pg_mask_core::create_date::utc_date;
@@ -115,16 +116,11 @@ unsafe fn inspect(rel: pg_sys::Relation, widths: &Widths) -> Result<Layout, &'st
             return Err("the table has generated columns");
         }
         let mut attnos = [usize::MAX; 8];
-        for i in 0..(*tupdesc).natts as usize {
-            let attr = &*(*tupdesc).attrs.as_ptr().add(i);
-            if attr.attisdropped {
-                continue;
-            }
-            let name = CStr::from_ptr(attr.attname.data.as_ptr()).to_bytes();
-            match COLUMNS.iter().position(|c| c.as_bytes() == name) {
+        for (attnum, attr) in attributes::attrs(tupdesc) {
+            match COLUMNS.iter().position(|c| c.as_bytes() == attributes::name(attr)) {
                 Some(col) => {
                     check_type(col, attr, widths)?;
-                    attnos[col] = i;
+                    attnos[col] = attnum - 1;
                 }
                 None if attr.atthasdef || attr.attidentity != 0 || attr.attgenerated != 0 => {
                     return Err("another column has a default");
@@ -182,8 +178,10 @@ fn check_type(
     widths: &Widths,
 ) -> Result<(), &'static str> {
     let expected = match col {
-        APP_VERSION => return (attr.atttypid == pg_sys::INT4OID).then_some(()).ok_or("type"),
-        CREATE_DATE => return (attr.atttypid == pg_sys::DATEOID).then_some(()).ok_or("type"),
+        APP_VERSION | CREATE_DATE => {
+            let want = if col == APP_VERSION { pg_sys::INT4OID } else { pg_sys::DATEOID };
+            return (attr.atttypid == want).then_some(()).ok_or("a column type changed");
+        }
         USER_ID => widths.user_id,
         DEVICE_TYPE => widths.device_type,
         LOCALE => widths.locale,
@@ -191,14 +189,8 @@ fn check_type(
         MASKED_DEVICE_ID => widths.masked_device_id,
         _ => usize::MAX, // message_id: not length-checked by the validation
     };
-    let width = match attr.atttypid {
-        pg_sys::TEXTOID => usize::MAX,
-        pg_sys::VARCHAROID if attr.atttypmod >= pg_sys::VARHDRSZ as i32 => {
-            (attr.atttypmod - pg_sys::VARHDRSZ as i32) as usize
-        }
-        pg_sys::VARCHAROID => usize::MAX,
-        _ => return Err("a column type changed"),
-    };
+    // Widths use usize::MAX for "unbounded", as the validation limits do.
+    let width = attributes::text_width(attr).ok_or("a column type changed")?.unwrap_or(usize::MAX);
     if width == expected {
         Ok(())
     } else {
