@@ -25,13 +25,15 @@ COPY (
 CHECKPOINT;
 
 CREATE TEMP TABLE runs (name text, seconds float8);
-DO $$
-DECLARE t0 timestamptz;
+-- Runs `statement` once and records its wall-clock time under `name`.
+CREATE PROCEDURE pg_temp.timed(name text, statement text) LANGUAGE plpgsql AS $$
+DECLARE t0 timestamptz := clock_timestamp();
 BEGIN
-  t0 := clock_timestamp();
-  EXECUTE $q$COPY login_ingest (message_id, sent_at, body) FROM '/tmp/pg_mask_bench_messages.bin' (FORMAT binary)$q$;
-  INSERT INTO runs VALUES ('ingest: COPY login_ingest (raw JSON)', extract(epoch FROM clock_timestamp() - t0));
+  EXECUTE statement;
+  INSERT INTO runs VALUES (name, extract(epoch FROM clock_timestamp() - t0));
 END $$;
+\set ingest_copy 'COPY login_ingest (message_id, sent_at, body) FROM ''/tmp/pg_mask_bench_messages.bin'' (FORMAT binary)'
+CALL pg_temp.timed('ingest: COPY login_ingest (raw JSON)', :'ingest_copy');
 SELECT (SELECT count(*) FROM user_logins) AS rows, (SELECT count(*) FROM user_login_rejects) AS rejects;
 
 -- The same rows, flattened and masked, for the baseline.
@@ -40,23 +42,12 @@ COPY (SELECT user_id, device_type, masked_ip, masked_device_id, locale, app_vers
 TRUNCATE user_logins;
 ALTER TABLE user_logins DISABLE TRIGGER user_logins_mask;
 CHECKPOINT;
-DO $$
-DECLARE t0 timestamptz;
-BEGIN
-  t0 := clock_timestamp();
-  EXECUTE $q$COPY user_logins (user_id, device_type, masked_ip, masked_device_id, locale, app_version, create_date, message_id) FROM '/tmp/pg_mask_bench_flat.bin' (FORMAT binary)$q$;
-  INSERT INTO runs VALUES ('baseline: plain COPY of flattened masked rows, trigger disabled', extract(epoch FROM clock_timestamp() - t0));
-END $$;
+CALL pg_temp.timed('baseline: plain COPY of flattened masked rows, trigger disabled',
+    $q$COPY user_logins (user_id, device_type, masked_ip, masked_device_id, locale, app_version, create_date, message_id) FROM '/tmp/pg_mask_bench_flat.bin' (FORMAT binary)$q$);
 ALTER TABLE user_logins ENABLE TRIGGER user_logins_mask;
 
 -- Re-delivery of the whole batch: every message is a duplicate.
-DO $$
-DECLARE t0 timestamptz;
-BEGIN
-  t0 := clock_timestamp();
-  EXECUTE $q$COPY login_ingest (message_id, sent_at, body) FROM '/tmp/pg_mask_bench_messages.bin' (FORMAT binary)$q$;
-  INSERT INTO runs VALUES ('ingest again: all 1M are duplicates', extract(epoch FROM clock_timestamp() - t0));
-END $$;
+CALL pg_temp.timed('ingest again: all 1M are duplicates', :'ingest_copy');
 
 \echo '== 1M messages (ratio = baseline time / this time)'
 SELECT name, round(seconds::numeric, 2) AS seconds, round((1000000 / seconds)::numeric) AS messages_per_s,
