@@ -20,7 +20,7 @@ use crate::mask_trigger::mask_columns_wrapper;
 use crate::text::text_datum;
 use pg_mask_core::create_date::utc_date;
 use pgrx::pg_sys;
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 
 /// Rows per `table_multi_insert` call (COPY's own buffer size).
 const CHUNK_ROWS: usize = 1000;
@@ -61,26 +61,11 @@ impl Layout {
     /// # Safety
     /// Must be called inside a transaction.
     pub unsafe fn resolve(table: &str, widths: &Widths) -> Result<Layout, &'static str> {
-        let name = CString::new(table).map_err(|_| "table name")?;
-        // SAFETY: catalog lookups inside a transaction; the relation is locked before it is
-        // opened and closed before returning (the lock is kept until the transaction ends).
+        // SAFETY: inside a transaction (the caller's contract); inspect only reads the relation.
         unsafe {
-            let range_var = pg_sys::makeRangeVarFromNameList(qualified_name_list(&name));
-            let relid = pg_sys::RangeVarGetRelidExtended(
-                range_var,
-                pg_sys::RowExclusiveLock as pg_sys::LOCKMODE,
-                pg_sys::RVROption::RVR_MISSING_OK,
-                None,
-                std::ptr::null_mut(),
-            );
-            if relid == pg_sys::InvalidOid {
-                return Err("the table does not exist");
-            }
-            let rel = pg_sys::table_open(relid, pg_sys::NoLock as pg_sys::LOCKMODE);
-            let layout = inspect(rel, widths);
-            pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
-            layout
+            attributes::with_table(table, pg_sys::RowExclusiveLock, |rel| inspect(rel, widths))
         }
+        .unwrap_or(Err("the table does not exist"))
     }
 }
 
@@ -278,21 +263,6 @@ pub unsafe fn insert(layout: &Layout, rows: &[LoginRow]) -> usize {
         // Later statements of this transaction (the rejects INSERT's probe) see the rows.
         pg_sys::CommandCounterIncrement();
         rows.len()
-    }
-}
-
-/// `stringToQualifiedNameList`, which takes an error context from PostgreSQL 16 on.
-///
-/// # Safety
-/// Must be called inside a transaction.
-unsafe fn qualified_name_list(name: &CStr) -> *mut pg_sys::List {
-    // SAFETY: a NUL-terminated name; errors raise.
-    unsafe {
-        #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15"))]
-        let list = pg_sys::stringToQualifiedNameList(name.as_ptr());
-        #[cfg(any(feature = "pg16", feature = "pg17"))]
-        let list = pg_sys::stringToQualifiedNameList(name.as_ptr(), std::ptr::null_mut());
-        list
     }
 }
 

@@ -2,10 +2,11 @@
 //! trigger's arguments, their prepared INSERT statements, and their column widths.
 //!
 //! Resolved once per trigger and kept for the life of the backend; the column widths (which
-//! bound what validation accepts) are re-read once per transaction, so an `ALTER TABLE … TYPE
-//! varchar(n)` is honoured from the next transaction on. Prepared plans are SPI-kept and
+//! bound what validation accepts) are re-read from the relcache once per transaction, so an
+//! `ALTER TABLE … TYPE varchar(n)` is honoured from the next transaction on. Prepared plans are SPI-kept and
 //! re-planned by PostgreSQL itself when the tables change.
 
+use crate::attributes;
 use crate::error::MaskError;
 use pg_mask_core::login::Limits;
 use pg_mask_core::token::max_plaintext_len;
@@ -27,6 +28,14 @@ pub struct Widths {
 }
 
 impl Widths {
+    const UNBOUNDED: Widths = Widths {
+        user_id: usize::MAX,
+        device_type: usize::MAX,
+        locale: usize::MAX,
+        masked_ip: usize::MAX,
+        masked_device_id: usize::MAX,
+    };
+
     /// Validation limits for a key id of `kid_len` characters.
     pub fn limits(&self, kid_len: usize) -> Limits {
         let masked = self.masked_ip.min(self.masked_device_id);
@@ -64,7 +73,7 @@ impl Target {
         // SAFETY: called from a trigger, inside a transaction.
         let now = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
         if self.widths_read_in.get() != now {
-            let w = Spi::connect(|client| read_widths(client, &self.logins_table))?;
+            let w = read_widths(&self.logins_table)?;
             self.widths.set(w);
             self.widths_read_in.set(now);
         }
@@ -150,7 +159,7 @@ fn prepare(client: &SpiClient<'_>, logins: &str, rejects: &str) -> Result<Target
         )
         .map_err(spi_err)?
         .keep();
-    let widths = read_widths(client, &logins_table)?;
+    let widths = read_widths(&logins_table)?;
     Ok(Target {
         insert_logins_fast: logins_fast_plan,
         insert_logins: logins_plan,
@@ -163,35 +172,26 @@ fn prepare(client: &SpiClient<'_>, logins: &str, rejects: &str) -> Result<Target
     })
 }
 
-fn read_widths(client: &SpiClient<'_>, logins_table: &str) -> Result<Widths, MaskError> {
-    let mut w = Widths {
-        user_id: usize::MAX,
-        device_type: usize::MAX,
-        locale: usize::MAX,
-        masked_ip: usize::MAX,
-        masked_device_id: usize::MAX,
-    };
-    let rows = client
-        .select(
-            "SELECT attname::text, CASE WHEN atttypid = 'varchar'::regtype AND atttypmod >= 4 \
-             THEN atttypmod - 4 END FROM pg_attribute WHERE attrelid = $1::regclass \
-             AND attnum > 0 AND NOT attisdropped",
-            None,
-            &[logins_table.into()],
-        )
-        .map_err(spi_err)?;
-    for row in rows {
-        let name: Option<String> = row.get(1).map_err(spi_err)?;
-        let width: Option<i32> = row.get(2).map_err(spi_err)?;
-        let width = width.map_or(usize::MAX, |n| n as usize);
-        match name.as_deref() {
-            Some("user_id") => w.user_id = width,
-            Some("device_type") => w.device_type = width,
-            Some("locale") => w.locale = width,
-            Some("masked_ip") => w.masked_ip = width,
-            Some("masked_device_id") => w.masked_device_id = width,
-            _ => {}
+/// The widths of the logins table's text columns, from the relcache.
+fn read_widths(logins_table: &str) -> Result<Widths, MaskError> {
+    let widths_of = |rel: pg_sys::Relation| {
+        let mut w = Widths::UNBOUNDED;
+        // SAFETY: the descriptor of the relation with_table opened.
+        for (_, attr) in attributes::attrs(unsafe { (*rel).rd_att }) {
+            // Other types than text and varchar are not length-checked: unbounded.
+            let width = attributes::text_width(attr).flatten().unwrap_or(usize::MAX);
+            match attributes::name(attr) {
+                b"user_id" => w.user_id = width,
+                b"device_type" => w.device_type = width,
+                b"locale" => w.locale = width,
+                b"masked_ip" => w.masked_ip = width,
+                b"masked_device_id" => w.masked_device_id = width,
+                _ => {}
+            }
         }
-    }
-    Ok(w)
+        w
+    };
+    // SAFETY: called from a trigger, inside a transaction.
+    unsafe { attributes::with_table(logins_table, pg_sys::AccessShareLock, widths_of) }
+        .ok_or_else(|| MaskError::Trigger(format!("ingest: table {logins_table} does not exist")))
 }
