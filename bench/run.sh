@@ -28,7 +28,8 @@ fi
 
 echo "== feeder: $N_MESSAGES messages from fauxqs (fresh queue each run)"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-FAUXQS_PORT=$port FAUXQS_LOGGER=false "$ROOT/tools/node_modules/.bin/fauxqs" >/dev/null 2>&1 &
+FAUXQS_PORT=$port FAUXQS_LOGGER=false NODE_OPTIONS="--require \"$ROOT/tools/loopback.cjs\"" \
+  "$ROOT/tools/node_modules/.bin/fauxqs" >/dev/null 2>&1 &
 fauxqs_pid=$!
 trap 'kill $fauxqs_pid 2>/dev/null' EXIT
 for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.2; done

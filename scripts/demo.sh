@@ -23,13 +23,15 @@ GRANT EXECUTE ON FUNCTION unmask_pii(text) TO pii_reader;
 SQL
 
 log "empty login-queue on the emulator, seeded with data/sample_messages.jsonl"
-bash scripts/sqs.sh stop; bash scripts/sqs.sh start
-"$FEEDER" seed data/sample_messages.jsonl
+bash scripts/sqs.sh restart
+# The feeder logs what it did on stderr and repeats its summary on stdout for scripts; the log is
+# enough here.
+"$FEEDER" seed data/sample_messages.jsonl >/dev/null
 
 log "feeder drain: SQS -> COPY login_ingest -> user_logins / user_login_rejects"
-"$FEEDER" drain
+"$FEEDER" drain >/dev/null
 log "feeder load: three more events that share an IP and a device (for the duplicates view)"
-"$FEEDER" load data/duplicates_demo.jsonl
+"$FEEDER" load data/duplicates_demo.jsonl >/dev/null
 
 log "result"
 psql_su -d "$DEMO_DB" -P pager=off <<'SQL'

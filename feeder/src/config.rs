@@ -65,7 +65,8 @@ pub struct Common {
     /// AWS region.
     #[arg(long, env = "AWS_REGION", default_value = "us-east-1", global = true)]
     pub region: String,
-    /// Log format.
+    /// Log format, on stderr. The environment variable FEEDER_LOG sets which lines are logged
+    /// (tracing's filter syntax, e.g. `debug` or `feeder=debug,warn`; default `info`)
     #[arg(long, env = "FEEDER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human, global = true)]
     pub log_format: LogFormat,
     /// Rows per COPY transaction.

@@ -44,6 +44,9 @@ impl Emulator {
             Kind::Fauxqs => {
                 let mut c = Command::new(repo_root().join("tools/node_modules/.bin/fauxqs"));
                 c.env("FAUXQS_PORT", port.to_string()).env("FAUXQS_LOGGER", "false");
+                // Loopback only: fauxqs itself listens on every interface.
+                let loopback = repo_root().join("tools/loopback.cjs");
+                c.env("NODE_OPTIONS", format!("--require \"{}\"", loopback.display()));
                 c
             }
             Kind::Moto => {
