@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: help deps install db schema sqs feeder demo test bench docker-key check-versions docker-check stop fmt lint
+.PHONY: help deps install db schema sqs feeder demo test bench fuzz docker-key check-versions docker-check stop fmt lint
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  %-14s %s\n", $$1, $$2 }'
@@ -35,6 +35,9 @@ test: db ## every test: unit, extension, ingest, feeder and reliability suites
 
 bench: schema feeder ## benchmarks (not pass/fail): masking, COPY, ingest, feeder vs baseline
 	@bash bench/run.sh
+
+fuzz: ## cargo-fuzz the token decoding and the login validation (FUZZ_SECONDS each, default 60; not pass/fail of make test)
+	@bash scripts/fuzz.sh
 
 docker-key: ## create docker/secrets/pg_mask.keys (once) for docker compose
 	@mkdir -p docker/secrets && umask 077 && test -s docker/secrets/pg_mask.keys || \

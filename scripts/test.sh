@@ -10,6 +10,8 @@ OUT="$RUN_DIR/test-output.txt"
 log "Docker files (static checks; no engine on this machine)"
 bash scripts/check-docker.sh
 bash scripts/check-pg-versions.sh
+log "the cargo-fuzz targets compile (make fuzz runs them)"
+cargo check -q --manifest-path pg_mask_core/fuzz/Cargo.toml --bins
 log "unit and property tests (pg_mask_core, feeder)"
 cargo test -q -p pg_mask_core -p feeder --tests 2>&1 | tee -a "$OUT"
 log "integration suites (real PostgreSQL 15 + pg_mask, real SQS emulators)"

@@ -1,7 +1,9 @@
 //! Validation of one SQS login-event body into the `user_logins` columns.
 //!
 //! Policy, set by the real data (`data/sample_messages.jsonl`):
-//! - the body is one JSON object; unknown extra fields are ignored;
+//! - the body is one JSON object; unknown extra fields are ignored: skipped by the JSON reader
+//!   without being decoded, so their nesting depth and the surrogate pairs in their strings'
+//!   `\u` escapes are not checked (those in the known fields are);
 //! - `user_id` is required and non-empty; every other field may be missing or `null`;
 //! - every field that is present must be a JSON string (numbers, booleans, arrays and objects
 //!   where a string belongs are rejected, not coerced);
@@ -471,6 +473,15 @@ mod tests {
         assert_eq!(reject(&"[".repeat(100_000)).reason, RejectReason::InvalidJson);
         let huge = format!(r#"{{"user_id":"u","pad":"{}"}}"#, "x".repeat(256 * 1024));
         assert!(parse(&huge, &LIMITS).is_ok());
+    }
+
+    #[test]
+    fn unknown_fields_are_skipped_not_decoded() {
+        // Found by the login fuzz target, against serde_json's Value as the oracle: a lone
+        // surrogate escape rejects a message only in a field the validation reads.
+        assert!(parse(r#"{"user_id":"u","x":"\ud800"}"#, &LIMITS).is_ok());
+        assert_eq!(reject(r#"{"user_id":"u","ip":"\ud800"}"#).reason, RejectReason::InvalidJson);
+        assert_eq!(reject(r#"{"user_id":"u","x":"\uZZZZ"}"#).reason, RejectReason::InvalidJson);
     }
 
     #[test]

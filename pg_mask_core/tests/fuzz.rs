@@ -1,7 +1,8 @@
 //! Property-based fuzzing of everything that reads untrusted input: token decoding (unmask,
 //! is_token, remask) and login-event validation. They must never panic, and must only accept
 //! what they should. Longer runs: `PROPTEST_CASES=200000 cargo test -p pg_mask_core --test fuzz`.
-//! (cargo-fuzz needs a nightly toolchain, which this project's machines do not have.)
+//! Coverage-guided fuzzing of the same code, with stronger oracles: `pg_mask_core/fuzz/` (`make
+//! fuzz`).
 
 use pg_mask_core::login::{self, Limits};
 use pg_mask_core::KeyRing;
