@@ -108,6 +108,10 @@ impl Drop for TestDb {
     }
 }
 
+/// Fixed key-ring entries for tests that set the keys themselves ([`KeySettings`]).
+pub const K1: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+pub const K2: &str = "k2:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
+
 /// Serialises tests that change the server-wide key settings.
 pub fn key_lock() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
