@@ -23,6 +23,8 @@ pub enum SqsError {
     NoQueue { queue: String },
     #[error("SQS rejected the credentials ({code}): set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (any value works for LocalStack)")]
     Credentials { code: String },
+    #[error("no AWS credentials found (environment, profile or instance role): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (any values work for LocalStack and the emulators) or AWS_PROFILE")]
+    NoCredentials,
     #[error("SQS error {code}: {message}")]
     Service { code: String, message: String, transient: bool },
     #[error("invalid SQS request: {0}")]
@@ -80,9 +82,14 @@ impl Queue {
             SdkError::DispatchFailure(_)
             | SdkError::TimeoutError(_)
             | SdkError::ResponseError(_) => {
-                let detail = DisplayErrorContext(&e).to_string();
-                let short = detail.rsplit(": ").next().unwrap_or(&detail).to_owned();
-                SqsError::Unreachable { endpoint: self.endpoint.clone(), detail: short }
+                let context = DisplayErrorContext(&e).to_string();
+                tracing::debug!("SQS request failed: {context}");
+                // The request was never signed: no credentials anywhere in the chain. Not the
+                // network's fault, and waiting will not fix it.
+                if context.contains("loading credentials") || context.contains("no credentials") {
+                    return SqsError::NoCredentials;
+                }
+                SqsError::Unreachable { endpoint: self.endpoint.clone(), detail: root_cause(&e) }
             }
             _ => {
                 let code = e.code().unwrap_or("Unknown").to_owned();
@@ -273,6 +280,16 @@ impl Queue {
         }
         Ok(out.successful.len())
     }
+}
+
+/// The innermost error of a chain ("Connection refused (os error 111)"): the SDK's own display
+/// of a dispatch failure ends in a Debug dump of every layer.
+fn root_cause(e: &dyn std::error::Error) -> String {
+    let Some(mut cause) = e.source() else { return e.to_string() };
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
 }
 
 /// Batch request entries whose ids are the items' positions: distinct within a request, and how

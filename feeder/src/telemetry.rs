@@ -10,8 +10,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub fn init_logging(format: LogFormat) {
+    // aws_config warns at length for every credential provider it tries; a chain that finds
+    // nothing reaches the log as one SqsError::NoCredentials line instead.
     let filter = tracing_subscriber::EnvFilter::try_from_env("FEEDER_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,aws=warn,aws_config=warn,aws_smithy_runtime=error")
+        tracing_subscriber::EnvFilter::new(
+            "info,aws=warn,aws_config=error,aws_smithy_runtime=error",
+        )
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

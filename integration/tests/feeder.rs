@@ -197,6 +197,30 @@ fn missing_queue_or_schema_is_one_clear_line_and_a_nonzero_exit() {
 }
 
 #[test]
+fn no_aws_credentials_is_one_clear_line_and_a_nonzero_exit() {
+    let emu = Emulator::start(Kind::Fauxqs);
+    let sqs = Sqs::new_queue(&emu.endpoint());
+    let db = TestDb::new("feeder");
+    let (mut cmd, log) = feeder::command(&db.url, &emu.endpoint(), &sqs.queue_url, &["drain"]);
+    // No credentials anywhere in the chain: not in the environment, no profile, no instance role.
+    cmd.env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_PROFILE")
+        .env("HOME", "/nonexistent")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    let child = cmd.spawn().expect("spawn feeder");
+    let (status, log) = Feeder { child, log }.wait(Duration::from_secs(30));
+    assert!(!status.success());
+    let lines: Vec<&str> =
+        log.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(
+        lines[0].contains("no AWS credentials found") && lines[0].contains("AWS_ACCESS_KEY_ID"),
+        "{log}"
+    );
+}
+
+#[test]
 fn load_from_a_file_is_idempotent() {
     let _lock = key_lock();
     let db = TestDb::new("feeder");
