@@ -70,7 +70,8 @@ pub struct Common {
     #[arg(long, env = "FEEDER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human, global = true)]
     pub log_format: LogFormat,
     /// Rows per COPY transaction.
-    #[arg(long, env = "FEEDER_BATCH_SIZE", default_value_t = 1000, global = true)]
+    #[arg(long, env = "FEEDER_BATCH_SIZE", default_value_t = 1000, global = true,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     pub batch_size: usize,
     /// Seconds to wait for Postgres or SQS at start-up before giving up with an error.
     #[arg(long, env = "FEEDER_STARTUP_TIMEOUT", default_value_t = 30, global = true)]
@@ -83,7 +84,8 @@ pub struct Common {
 #[derive(Args, Debug, Clone)]
 pub struct RunOptions {
     /// Concurrent SQS receivers (each a long-polling ReceiveMessage loop).
-    #[arg(long, env = "FEEDER_RECEIVERS", global = true, default_value_t = 4)]
+    #[arg(long, env = "FEEDER_RECEIVERS", global = true, default_value_t = 4,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=256))]
     pub receivers: usize,
     /// Milliseconds a partial batch may wait for more messages before it is loaded.
     #[arg(long, env = "FEEDER_LINGER_MS", global = true, default_value_t = 500)]
@@ -92,9 +94,10 @@ pub struct RunOptions {
     /// progress, so this bounds how long SIGTERM takes on an idle queue.
     #[arg(long, env = "FEEDER_WAIT_SECONDS", global = true, default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=20))]
     pub wait_seconds: i32,
-    /// Visibility timeout requested on receive, seconds. A batch still in flight after half of
-    /// it gets its visibility extended.
-    #[arg(long, env = "FEEDER_VISIBILITY_TIMEOUT", global = true, default_value_t = 60)]
+    /// Visibility timeout requested on receive, seconds (1-43200, SQS's range). A batch still in
+    /// flight after half of it gets its visibility extended.
+    #[arg(long, env = "FEEDER_VISIBILITY_TIMEOUT", global = true, default_value_t = 60,
+          value_parser = clap::value_parser!(i32).range(1..=43_200))]
     pub visibility_timeout: i32,
     /// Serve Prometheus metrics on /metrics and a health check on /healthz at this address
     /// (e.g. 127.0.0.1:9187).
@@ -179,6 +182,14 @@ mod tests {
     fn subcommands_and_bounds() {
         assert!(matches!(parse(&["seed", "data/x.jsonl"]).command, Some(Command::Seed { .. })));
         assert!(matches!(parse(&["load", "-"]).command, Some(Command::Load { .. })));
-        assert!(Cli::try_parse_from(["feeder", "--wait-seconds", "21"]).is_err());
+        for bad in [
+            ["--wait-seconds", "21"],
+            ["--batch-size", "0"],
+            ["--receivers", "0"],
+            ["--visibility-timeout", "0"],
+        ] {
+            assert!(Cli::try_parse_from(std::iter::once("feeder").chain(bad)).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse(&["drain", "--batch-size", "1"]).common.batch_size, 1);
     }
 }
