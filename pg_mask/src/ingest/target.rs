@@ -3,8 +3,8 @@
 //!
 //! Resolved once per trigger and kept for the life of the backend; the column widths (which
 //! bound what validation accepts) are re-read from the relcache once per transaction, so an
-//! `ALTER TABLE … TYPE varchar(n)` is honoured from the next transaction on. Prepared plans are SPI-kept and
-//! re-planned by PostgreSQL itself when the tables change.
+//! `ALTER TABLE … TYPE varchar(n)` is honoured from the next transaction on. Prepared plans are
+//! SPI-kept and re-planned by PostgreSQL itself when the tables change.
 
 use crate::attributes;
 use crate::error::MaskError;
