@@ -217,6 +217,53 @@ async fn load_file(common: &config::Common, path: &std::path::Path) -> Result<()
     Ok(())
 }
 
+/// Sends one chunk of up to 10 bodies, retrying the entries that failed transiently with
+/// backoff; gives up when SQS has failed for `timeout` without a break.
+async fn send_chunk(
+    queue: &Queue,
+    mut pending: Vec<String>,
+    timeout: Duration,
+) -> Result<usize, sqs::SqsError> {
+    let mut backoff = backoff::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    let mut failing_since: Option<Instant> = None;
+    let mut sent = 0;
+    loop {
+        let result = queue.send_batch(&pending).await;
+        match result {
+            Ok(failed) if failed.is_empty() => return Ok(sent + pending.len()),
+            Ok(failed) => {
+                if failed.len() < pending.len() {
+                    failing_since = None;
+                } else if failing_since.get_or_insert_with(Instant::now).elapsed() > timeout {
+                    return Err(sqs::SqsError::Service {
+                        code: "SendMessageBatch".into(),
+                        message: format!(
+                            "{} messages still failing after {timeout:?}",
+                            failed.len()
+                        ),
+                        transient: true,
+                    });
+                }
+                sent += pending.len() - failed.len();
+                pending = failed;
+            }
+            Err(e) if e.is_transient() => {
+                if failing_since.get_or_insert_with(Instant::now).elapsed() > timeout {
+                    return Err(e);
+                }
+                let (delay, first) = backoff.fail();
+                if first {
+                    tracing::warn!("{e}; retrying for up to {} s", timeout.as_secs());
+                }
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+        tokio::time::sleep(backoff.fail().0).await;
+    }
+}
+
 async fn seed(common: &config::Common, path: &std::path::Path) -> Result<(), FeederError> {
     let (rows, _) = read_input(path)?;
     let mut queue = Queue::connect(common).await;
@@ -230,20 +277,7 @@ async fn seed(common: &config::Common, path: &std::path::Path) -> Result<(), Fee
     let start = Instant::now();
     use futures_util::stream::{self, StreamExt, TryStreamExt};
     let sent: usize = stream::iter(bodies.chunks(10).map(<[String]>::to_vec))
-        .map(|chunk| {
-            let q = queue.clone();
-            async move {
-                let mut backoff =
-                    backoff::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-                loop {
-                    match q.send_batch(&chunk).await {
-                        Ok(n) => return Ok::<usize, sqs::SqsError>(n),
-                        Err(e) if e.is_transient() => tokio::time::sleep(backoff.fail().0).await,
-                        Err(e) => return Err(e),
-                    }
-                }
-            }
-        })
+        .map(|chunk| send_chunk(&queue, chunk, timeout))
         .buffer_unordered(8)
         .try_fold(0, |acc, n| async move { Ok(acc + n) })
         .await?;

@@ -258,8 +258,10 @@ impl Queue {
         Ok(())
     }
 
-    /// Sends up to 10 bodies in one request; returns how many the server accepted.
-    pub async fn send_batch(&self, bodies: &[String]) -> Result<usize, SqsError> {
+    /// Sends up to 10 bodies in one request; returns the bodies that failed for a reason worth
+    /// retrying (only those: resending an accepted body would queue the event twice). A body
+    /// the server refuses outright is an error.
+    pub async fn send_batch(&self, bodies: &[String]) -> Result<Vec<String>, SqsError> {
         let entries = entries(bodies, |id, b| {
             SendMessageBatchRequestEntry::builder().id(id).message_body(b).build()
         })?;
@@ -271,14 +273,19 @@ impl Queue {
             .send()
             .await
             .map_err(|e| self.classify(e))?;
-        if let Some(f) = out.failed.first() {
+        if let Some(f) = out.failed.iter().find(|f| f.sender_fault) {
             return Err(SqsError::Service {
                 code: f.code.clone(),
                 message: f.message.clone().unwrap_or_default(),
-                transient: !f.sender_fault,
+                transient: false,
             });
         }
-        Ok(out.successful.len())
+        Ok(out
+            .failed
+            .iter()
+            .filter_map(|f| f.id.parse::<usize>().ok())
+            .filter_map(|i| bodies.get(i).cloned())
+            .collect())
     }
 }
 

@@ -211,6 +211,19 @@ impl Sqs {
         Sqs { rt, client, queue_url }
     }
 
+    /// The existing queue `name` on `endpoint`.
+    pub fn named(endpoint: &str, name: &str) -> Self {
+        let rt =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let client = rt.block_on(client_for(endpoint));
+        let queue_url = rt
+            .block_on(client.get_queue_url().queue_name(name).send())
+            .expect("queue exists")
+            .queue_url
+            .expect("queue url");
+        Sqs { rt, client, queue_url }
+    }
+
     pub fn send_all(&self, bodies: &[String]) {
         for chunk in bodies.chunks(10) {
             let entries = chunk

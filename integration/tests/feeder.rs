@@ -36,6 +36,23 @@ fn drains_the_samples(kind: Kind) {
 }
 
 #[test]
+fn seed_creates_the_queue_and_puts_every_line_on_it_once() {
+    let _lock = key_lock();
+    let emu = Emulator::start(Kind::Fauxqs);
+    let name = unique("seeded");
+    let url = format!("{}/000000000000/{name}", emu.endpoint());
+    let data = repo_root_file("data/sample_messages.jsonl");
+    let db = TestDb::new("feeder");
+    let (status, log) = Feeder::spawn(&db.url, &emu.endpoint(), &url, &["seed", &data], &[])
+        .wait(Duration::from_secs(60));
+    assert!(status.success(), "{log}");
+    assert!(log.contains("seeded 100 messages"), "{log}");
+    assert_eq!(Sqs::named(&emu.endpoint(), &name).depth(), (100, 0), "each line once");
+    let log = feeder::drain(&db.url, &emu.endpoint(), &url, Duration::from_secs(120));
+    assert_eq!(totals(&db), (99, 1, 0), "{log}");
+}
+
+#[test]
 fn sample_messages_drain_to_99_rows_and_1_reject_on_fauxqs() {
     drains_the_samples(Kind::Fauxqs);
 }
