@@ -261,10 +261,50 @@ pub fn accounting(db: &TestDb) -> (i64, i64, i64) {
     (row.get(0), row.get(1), row.get(2))
 }
 
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    (unsafe { libc::geteuid() }) == 0
+}
+
+/// A file in the server's installation (say, its extension directory) for the life of the
+/// guard: written as root, or through `sudo -n tee`, and removed on drop.
+pub struct ServerFile(std::path::PathBuf);
+
+impl ServerFile {
+    pub fn new(path: impl Into<std::path::PathBuf>, content: &str) -> Self {
+        use std::io::Write;
+        let path = path.into();
+        if is_root() {
+            std::fs::write(&path, content).expect("write server file");
+        } else {
+            let mut tee = std::process::Command::new("sudo")
+                .args(["-n", "tee"])
+                .arg(&path)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("sudo -n tee");
+            tee.stdin.take().expect("stdin").write_all(content.as_bytes()).expect("write");
+            assert!(tee.wait().expect("tee").success(), "sudo -n tee {}", path.display());
+        }
+        ServerFile(path)
+    }
+}
+
+impl Drop for ServerFile {
+    fn drop(&mut self) {
+        if is_root() {
+            let _ = std::fs::remove_file(&self.0);
+        } else {
+            let _ =
+                std::process::Command::new("sudo").args(["-n", "rm", "-f"]).arg(&self.0).status();
+        }
+    }
+}
+
 /// Runs `pg_ctlcluster 15 main <action>` (as root, or through `sudo -n`).
 pub fn pg_ctlcluster(action: &str) {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = is_root();
     let mut cmd = if root {
         std::process::Command::new("pg_ctlcluster")
     } else {

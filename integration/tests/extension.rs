@@ -255,14 +255,40 @@ fn privileges_hold_after_alter_extension_update_and_no_role_setting_holds_a_key(
     let _lock = key_lock();
     let db = TestDb::new("ext");
     let mut c = db.client();
-    c.batch_execute("ALTER EXTENSION pg_mask UPDATE").expect("update");
-    let (_, mut plain) = db.plain_role();
-    let (code, _) = sqlstate(
-        plain.query_one("SELECT unmask_pii('pm1.k1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA')", &[]),
+    let (reader, mut reader_client) = db.plain_role();
+    c.batch_execute(&format!("GRANT EXECUTE ON FUNCTION unmask_pii(text) TO {reader}"))
+        .expect("grant");
+    // A real update: the most an update script does is re-declare every function. This one
+    // does so without the install script's REVOKEs, so only privileges that survive the
+    // update itself can pass.
+    let sharedir: String = one(&mut c, "SELECT setting FROM pg_config WHERE name = 'SHAREDIR'");
+    let installed = std::fs::read_to_string(format!("{sharedir}/extension/pg_mask--0.1.0.sql"))
+        .expect("installed extension script");
+    let update: String = installed
+        .lines()
+        .filter(|l| !l.starts_with("REVOKE"))
+        .map(|l| l.replace("CREATE  FUNCTION", "CREATE OR REPLACE FUNCTION"))
+        .map(|l| l.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let _script = ServerFile::new(
+        format!("{sharedir}/extension/pg_mask--0.1.0--0.1.0-update-test.sql"),
+        &update,
     );
+    c.batch_execute("ALTER EXTENSION pg_mask UPDATE TO '0.1.0-update-test'").expect("update");
+    let version: String =
+        one(&mut c, "SELECT extversion FROM pg_extension WHERE extname = 'pg_mask'");
+    assert_eq!(version, "0.1.0-update-test");
+
+    let token: String = one(&mut c, "SELECT mask_pii('10.0.0.1')");
+    let (_, mut plain) = db.plain_role();
+    let (code, _) = sqlstate(plain.query_one("SELECT unmask_pii($1)", &[&token]));
     assert_eq!(code, "42501", "unmask_pii stays revoked from PUBLIC");
     let (code, _) = sqlstate(plain.query_one("SELECT mask_key_ids()", &[]));
-    assert_eq!(code, "42501");
+    assert_eq!(code, "42501", "mask_key_ids stays revoked from PUBLIC");
+    let opened: String =
+        reader_client.query_one("SELECT unmask_pii($1)", &[&token]).expect("granted").get(0);
+    assert_eq!(opened, "10.0.0.1", "a grant survives the update too");
     // Key settings cannot be stored per database or role, so pg_db_role_setting (readable by
     // everyone) never holds one.
     let (code, _) =
