@@ -46,7 +46,7 @@ docker-key: ## create docker/secrets/pg_mask.keys (once) for docker compose
 check-versions: ## type-check pg_mask for PostgreSQL 13-17 (pgrx's pre-generated bindings; part of make test)
 	@bash scripts/check-pg-versions.sh
 
-docker-check: ## static checks of the Docker files (hadolint, compose-spec); no engine needed
+docker-check: deps ## static checks of the Docker files (hadolint, compose-spec, the pgrx package layout); no engine needed
 	@bash scripts/check-docker.sh
 
 stop: ## stop the emulator and PostgreSQL

@@ -15,4 +15,15 @@ compose = PyCompose.from_yaml(open(sys.argv[1]).read())
 print("docker-compose.yml: valid compose file")
 PY
 for f in docker/pg-entrypoint.sh docker/localstack-seed.sh; do bash -n "$ROOT/$f"; done
-log "Docker files pass hadolint, the compose-spec parser and bash -n"
+# Dockerfile.postgres copies the extension out of `cargo pgrx package --out-dir /out`: check that
+# the package has those paths (the build is the release build `make install` made, when cached).
+pkg="$RUN_DIR/pgrx-package"
+rm -rf "$pkg"
+(cd "$ROOT/pg_mask" && cargo pgrx package --pg-config /usr/bin/pg_config --out-dir "$pkg" >/dev/null 2>&1) ||
+  die "cargo pgrx package failed (run it in pg_mask/ to see why)"
+for f in usr/lib/postgresql/15/lib/pg_mask.so usr/share/postgresql/15/extension/pg_mask.control; do
+  [ -f "$pkg/$f" ] || die "cargo pgrx package has no $f, which Dockerfile.postgres copies"
+done
+grep -q "COPY --from=build /out/usr/lib/postgresql/15/lib/" "$ROOT/Dockerfile.postgres" ||
+  die "Dockerfile.postgres no longer copies the package's lib directory; update this check"
+log "Docker files pass hadolint, the compose-spec parser and bash -n; the pgrx package has the paths Dockerfile.postgres copies"
