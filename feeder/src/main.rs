@@ -199,13 +199,25 @@ async fn load_file(common: &config::Common, path: &std::path::Path) -> Result<()
     if repaired > 0 {
         tracing::warn!("{repaired} lines had invalid UTF-8 or NUL bytes; they were repaired and will likely be rejected");
     }
+    let shutdown = Shutdown::install();
     let mut sink = connect_sink(common).await?;
     let counters = Counters::default();
     let start = Instant::now();
     let mut last_log = Instant::now();
+    let mut done_lines = 0;
     for chunk in rows.chunks(common.batch_size.max(1)) {
+        // Between batches: each committed batch stays, and a re-run skips it by its ids.
+        if shutdown.requested() {
+            tracing::warn!(
+                "stopped after {done_lines} of {} lines; run the same load again to finish \
+                 (lines already loaded are skipped)",
+                rows.len()
+            );
+            break;
+        }
         pipeline::load_until_committed(&mut sink, chunk, &counters, None).await?;
         telemetry::count!(counters, received, chunk.len());
+        done_lines += chunk.len();
         if last_log.elapsed() >= Duration::from_secs(common.progress_interval) {
             tracing::info!("progress: {}", counters.summary(start.elapsed()));
             last_log = Instant::now();

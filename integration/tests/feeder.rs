@@ -238,6 +238,46 @@ fn no_aws_credentials_is_one_clear_line_and_a_nonzero_exit() {
 }
 
 #[test]
+fn sigint_stops_a_load_between_batches_and_a_rerun_finishes_it() {
+    let _lock = key_lock();
+    let db = TestDb::new("feeder");
+    let total = 200_000;
+    let path = feeder::log_dir().join(format!("{}.jsonl", unique("load")));
+    let lines: String = (0..total)
+        .map(|i| {
+            format!("{{\"user_id\": \"u{i}\", \"ip\": \"10.0.{}.{}\"}}\n", i / 256 % 256, i % 256)
+        })
+        .collect();
+    std::fs::write(&path, lines).expect("write input");
+    let path = path.display().to_string();
+    let load = |batch: &str| {
+        Feeder::spawn(
+            &db.url,
+            "http://127.0.0.1:9",
+            "http://127.0.0.1:9/0/q",
+            &["load", &path],
+            &[("FEEDER_BATCH_SIZE", batch)],
+        )
+    };
+    let rows = || accounting(&db).0;
+    // Small batches: thousands of commits, so the signal lands mid-load.
+    let f = load("20");
+    assert!(wait_until(Duration::from_secs(60), || rows() > 0), "{}", f.log_text());
+    f.signal(libc::SIGINT);
+    let (status, log) = f.wait(Duration::from_secs(60));
+    assert!(status.success(), "{log}");
+    assert!(log.contains("stopped after"), "{log}");
+    let loaded = rows();
+    assert!(loaded > 0 && loaded < total, "stopped mid-load: {loaded}\n{log}");
+    assert_eq!(loaded % 20, 0, "only whole batches are committed");
+    let (status, log) = load("1000").wait(Duration::from_secs(120));
+    assert!(status.success(), "{log}");
+    let rerun = Summary::parse(&log);
+    assert_eq!(rerun.duplicates, loaded as u64, "the re-run skips what is loaded\n{log}");
+    assert_eq!(totals(&db), (total, 0, 0));
+}
+
+#[test]
 fn load_from_a_file_is_idempotent() {
     let _lock = key_lock();
     let db = TestDb::new("feeder");
