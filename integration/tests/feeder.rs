@@ -242,14 +242,14 @@ fn sigint_stops_a_load_between_batches_and_a_rerun_finishes_it() {
     let _lock = key_lock();
     let db = TestDb::new("feeder");
     let total = 200_000;
-    let path = feeder::log_dir().join(format!("{}.jsonl", unique("load")));
+    let file = std::env::temp_dir().join(format!("{}.jsonl", unique("load")));
     let lines: String = (0..total)
         .map(|i| {
             format!("{{\"user_id\": \"u{i}\", \"ip\": \"10.0.{}.{}\"}}\n", i / 256 % 256, i % 256)
         })
         .collect();
-    std::fs::write(&path, lines).expect("write input");
-    let path = path.display().to_string();
+    std::fs::write(&file, lines).expect("write input");
+    let path = file.display().to_string();
     let load = |batch: &str| {
         Feeder::spawn(
             &db.url,
@@ -275,6 +275,7 @@ fn sigint_stops_a_load_between_batches_and_a_rerun_finishes_it() {
     let rerun = Summary::parse(&log);
     assert_eq!(rerun.duplicates, loaded as u64, "the re-run skips what is loaded\n{log}");
     assert_eq!(totals(&db), (total, 0, 0));
+    let _ = std::fs::remove_file(&file);
 }
 
 #[test]
