@@ -6,8 +6,9 @@
 
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
-    MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
+    BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry,
+    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
+    SendMessageBatchRequestEntry,
 };
 use aws_sdk_sqs::Client;
 use std::time::{Duration, UNIX_EPOCH};
@@ -211,12 +212,7 @@ impl Queue {
             .send()
             .await
             .map_err(|e| self.classify(e))?;
-        Ok(out
-            .failed
-            .iter()
-            .filter_map(|f| f.id.parse::<usize>().ok())
-            .filter_map(|i| receipts.get(i).cloned())
-            .collect())
+        Ok(failed_items(receipts, &out.failed))
     }
 
     /// Extends the visibility of up to 10 receipts.
@@ -280,12 +276,7 @@ impl Queue {
                 transient: false,
             });
         }
-        Ok(out
-            .failed
-            .iter()
-            .filter_map(|f| f.id.parse::<usize>().ok())
-            .filter_map(|i| bodies.get(i).cloned())
-            .collect())
+        Ok(failed_items(bodies, &out.failed))
     }
 }
 
@@ -300,7 +291,7 @@ fn root_cause(e: &dyn std::error::Error) -> String {
 }
 
 /// Batch request entries whose ids are the items' positions: distinct within a request, and how
-/// a per-entry failure is mapped back to its item.
+/// a per-entry failure is mapped back to its item ([`failed_items`]).
 fn entries<T, E: std::fmt::Display>(
     items: &[String],
     build: impl Fn(String, &str) -> Result<T, E>,
@@ -309,5 +300,14 @@ fn entries<T, E: std::fmt::Display>(
         .iter()
         .enumerate()
         .map(|(i, item)| build(i.to_string(), item).map_err(|e| SqsError::Build(e.to_string())))
+        .collect()
+}
+
+/// The items whose entries (made by [`entries`]) a batch response lists as failed.
+fn failed_items(items: &[String], failed: &[BatchResultErrorEntry]) -> Vec<String> {
+    failed
+        .iter()
+        .filter_map(|f| f.id.parse::<usize>().ok())
+        .filter_map(|i| items.get(i).cloned())
         .collect()
 }
