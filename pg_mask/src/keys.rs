@@ -9,6 +9,7 @@
 
 use crate::error::MaskError;
 use crate::guc;
+use crate::xact;
 use pg_mask_core::KeyRing;
 use pgrx::pg_sys;
 use std::cell::RefCell;
@@ -23,28 +24,6 @@ pub fn init() {
     // SAFETY: a plain global flag set by the postmaster while it loads preload libraries.
     let preloading = unsafe { pg_sys::process_shared_preload_libraries_in_progress };
     PRELOADED.store(preloading, Ordering::Relaxed);
-    // SAFETY: called once from _PG_init; the callback lives as long as the library.
-    unsafe { pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut()) };
-}
-
-/// At the end of every transaction: the next one looks at the key file again.
-#[pgrx::pg_guard]
-unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
-    use pg_sys::XactEvent::*;
-    if matches!(
-        event,
-        XACT_EVENT_COMMIT
-            | XACT_EVENT_ABORT
-            | XACT_EVENT_PREPARE
-            | XACT_EVENT_PARALLEL_COMMIT
-            | XACT_EVENT_PARALLEL_ABORT
-    ) {
-        CACHE.with_borrow_mut(|cache| {
-            if let Some(c) = cache.as_mut() {
-                c.file_checked = false;
-            }
-        });
-    }
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -58,8 +37,8 @@ struct Cache {
     keys: Option<Vec<u8>>,
     key_file: Option<Vec<u8>>,
     file_stamp: Option<FileStamp>,
-    /// Whether this transaction has `stat`ed the key file (reset at every transaction end).
-    file_checked: bool,
+    /// The transaction ([`xact::current`]) that last `stat`ed the key file.
+    file_checked_in: u64,
     ring: Result<Rc<KeyRing>, MaskError>,
 }
 
@@ -80,13 +59,14 @@ pub fn current_ring() -> Result<Rc<KeyRing>, MaskError> {
     }
     let keys = guc::keys_setting();
     let key_file = guc::key_file_setting();
+    let this_xact = xact::current();
     CACHE.with_borrow_mut(|cache| {
         if let Some(c) = cache.as_mut() {
             if c.keys.as_deref() == keys && c.key_file.as_deref() == key_file {
-                if key_file.is_none() || c.file_checked {
+                if key_file.is_none() || c.file_checked_in == this_xact {
                     return c.ring.clone();
                 }
-                c.file_checked = true;
+                c.file_checked_in = this_xact;
                 if stamp_of(key_file).ok().flatten() == c.file_stamp {
                     return c.ring.clone();
                 }
@@ -98,7 +78,7 @@ pub fn current_ring() -> Result<Rc<KeyRing>, MaskError> {
             keys: keys.map(<[u8]>::to_vec),
             key_file: key_file.map(<[u8]>::to_vec),
             file_stamp,
-            file_checked: true,
+            file_checked_in: this_xact,
             ring: ring.clone(),
         });
         ring

@@ -3,8 +3,8 @@
 //!
 //! Layout: [`guc`] (settings), [`keys`] (the cached key ring), [`error`] (SQLSTATEs and
 //! messages), [`functions`] (mask_pii & co.), [`mask_trigger`] (`mask_columns`), [`ingest`] (the
-//! COPY-into-a-view ingest path). The cryptography and the token format live in
-//! `pg_mask_core`, which has no PostgreSQL types; this crate is glue.
+//! COPY-into-a-view ingest path), [`xact`] (once-per-transaction checks). The cryptography and
+//! the token format live in `pg_mask_core`, which has no PostgreSQL types; this crate is glue.
 
 use pgrx::prelude::*;
 
@@ -16,12 +16,14 @@ mod ingest;
 mod keys;
 mod mask_trigger;
 mod text;
+mod xact;
 
 ::pgrx::pg_module_magic!(name, version);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     keys::init();
+    xact::init();
     guc::init();
     ingest::init();
 }

@@ -8,6 +8,7 @@
 
 use crate::attributes;
 use crate::error::MaskError;
+use crate::xact;
 use pg_mask_core::login::Limits;
 use pg_mask_core::token::max_plaintext_len;
 use pgrx::prelude::*;
@@ -60,7 +61,8 @@ pub struct Target {
     pub loaded_ids: OwnedPreparedStatement,
     logins_table: String,
     widths: Cell<Widths>,
-    widths_read_in: Cell<pg_sys::TimestampTz>,
+    /// The transaction ([`xact::current`]) that read `widths`.
+    widths_read_in: Cell<u64>,
 }
 
 impl Target {
@@ -70,12 +72,11 @@ impl Target {
     }
 
     pub fn widths(&self) -> Result<Widths, MaskError> {
-        // SAFETY: called from a trigger, inside a transaction.
-        let now = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
-        if self.widths_read_in.get() != now {
+        let this_xact = xact::current();
+        if self.widths_read_in.get() != this_xact {
             let w = read_widths(&self.logins_table)?;
             self.widths.set(w);
-            self.widths_read_in.set(now);
+            self.widths_read_in.set(this_xact);
         }
         Ok(self.widths.get())
     }
@@ -167,8 +168,7 @@ fn prepare(client: &SpiClient<'_>, logins: &str, rejects: &str) -> Result<Target
         loaded_ids,
         logins_table,
         widths: Cell::new(widths),
-        // SAFETY: inside a transaction.
-        widths_read_in: Cell::new(unsafe { pg_sys::GetCurrentTransactionStartTimestamp() }),
+        widths_read_in: Cell::new(xact::current()),
     })
 }
 
