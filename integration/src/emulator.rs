@@ -197,11 +197,16 @@ pub struct Msg {
 }
 
 impl Sqs {
-    /// Creates a uniquely named queue on `endpoint`.
-    pub fn new_queue(endpoint: &str) -> Self {
+    fn connect(endpoint: &str) -> (tokio::runtime::Runtime, aws_sdk_sqs::Client) {
         let rt =
             tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         let client = rt.block_on(client_for(endpoint));
+        (rt, client)
+    }
+
+    /// Creates a uniquely named queue on `endpoint`.
+    pub fn new_queue(endpoint: &str) -> Self {
+        let (rt, client) = Self::connect(endpoint);
         let name = crate::unique("q");
         let queue_url = rt
             .block_on(client.create_queue().queue_name(&name).send())
@@ -213,9 +218,7 @@ impl Sqs {
 
     /// The existing queue `name` on `endpoint`.
     pub fn named(endpoint: &str, name: &str) -> Self {
-        let rt =
-            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        let client = rt.block_on(client_for(endpoint));
+        let (rt, client) = Self::connect(endpoint);
         let queue_url = rt
             .block_on(client.get_queue_url().queue_name(name).send())
             .expect("queue exists")

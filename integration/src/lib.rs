@@ -108,6 +108,16 @@ impl Drop for TestDb {
     }
 }
 
+/// The single value of a one-row, one-column query; panics with the query on error.
+pub fn one<T: for<'a> postgres::types::FromSql<'a>>(c: &mut Client, sql: &str) -> T {
+    c.query_one(sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
+}
+
+/// [`one`] for a `count(*)` (a bigint).
+pub fn count(c: &mut Client, sql: &str) -> i64 {
+    one(c, sql)
+}
+
 /// Fixed key-ring entries for tests that set the keys themselves ([`KeySettings`]).
 pub const K1: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 pub const K2: &str = "k2:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
@@ -125,17 +135,26 @@ impl KeySettings {
     /// Sets `pg_mask.keys` (with `pg_mask.key_file` emptied), reloads, and waits until this
     /// backend's view of the settings has changed.
     pub fn keys(spec: &str) -> Self {
+        Self::apply(spec, "")
+    }
+
+    /// Sets `pg_mask.key_file` (with `pg_mask.keys` emptied), reloads, and waits likewise.
+    pub fn key_file(path: &str) -> Self {
+        Self::apply("", path)
+    }
+
+    fn apply(keys: &str, key_file: &str) -> Self {
         let mut a = admin();
         // One statement per call: ALTER SYSTEM refuses to run in the implicit transaction of a
         // multi-statement query.
         for sql in [
-            format!("ALTER SYSTEM SET pg_mask.keys = '{spec}'"),
-            "ALTER SYSTEM SET pg_mask.key_file = ''".to_owned(),
+            format!("ALTER SYSTEM SET pg_mask.keys = '{keys}'"),
+            format!("ALTER SYSTEM SET pg_mask.key_file = '{key_file}'"),
             "SELECT pg_reload_conf()".to_owned(),
         ] {
             a.batch_execute(&sql).expect("alter system");
         }
-        wait_for_settings(if spec.is_empty() { "" } else { "(set)" }, false);
+        wait_for_settings(if keys.is_empty() { "" } else { "(set)" }, !key_file.is_empty());
         KeySettings
     }
 }
@@ -261,57 +280,67 @@ pub fn accounting(db: &TestDb) -> (i64, i64, i64) {
     (row.get(0), row.get(1), row.get(2))
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     (unsafe { libc::geteuid() }) == 0
 }
 
-/// A file in the server's installation (say, its extension directory) for the life of the
-/// guard: written as root, or through `sudo -n tee`, and removed on drop.
-pub struct ServerFile(std::path::PathBuf);
+/// A file for the server (an extension script, a key file) for the life of the guard, with an
+/// owner and mode: installed as root, or through `sudo -n`, and removed on drop.
+pub struct ServerFile {
+    path: std::path::PathBuf,
+    owner: &'static str,
+    mode: &'static str,
+}
 
 impl ServerFile {
-    pub fn new(path: impl Into<std::path::PathBuf>, content: &str) -> Self {
+    pub fn new(
+        path: impl Into<std::path::PathBuf>,
+        owner: &'static str,
+        mode: &'static str,
+        content: &str,
+    ) -> Self {
+        let file = ServerFile { path: path.into(), owner, mode };
+        file.write(content);
+        file
+    }
+
+    /// Replaces the content (a new file, so a new inode, as an editor or a secret store does).
+    pub fn write(&self, content: &str) {
         use std::io::Write;
-        let path = path.into();
-        if is_root() {
-            std::fs::write(&path, content).expect("write server file");
-        } else {
-            let mut tee = std::process::Command::new("sudo")
-                .args(["-n", "tee"])
-                .arg(&path)
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .expect("sudo -n tee");
-            tee.stdin.take().expect("stdin").write_all(content.as_bytes()).expect("write");
-            assert!(tee.wait().expect("tee").success(), "sudo -n tee {}", path.display());
-        }
-        ServerFile(path)
+        let mut install = privileged("install");
+        install
+            .args(["-o", self.owner, "-g", self.owner, "-m", self.mode, "/dev/stdin"])
+            .arg(&self.path)
+            .stdin(std::process::Stdio::piped());
+        let mut child = install.spawn().expect("install");
+        child.stdin.take().expect("stdin").write_all(content.as_bytes()).expect("write");
+        assert!(child.wait().expect("install").success(), "install {}", self.path.display());
     }
 }
 
 impl Drop for ServerFile {
     fn drop(&mut self) {
-        if is_root() {
-            let _ = std::fs::remove_file(&self.0);
-        } else {
-            let _ =
-                std::process::Command::new("sudo").args(["-n", "rm", "-f"]).arg(&self.0).status();
-        }
+        let _ = privileged("rm").arg("-f").arg(&self.path).status();
+    }
+}
+
+/// `program` as root: run directly when we are root, else through `sudo -n`.
+fn privileged(program: &str) -> std::process::Command {
+    if is_root() {
+        std::process::Command::new(program)
+    } else {
+        let mut c = std::process::Command::new("sudo");
+        c.args(["-n", program]);
+        c
     }
 }
 
 /// Runs `pg_ctlcluster 15 main <action>` (as root, or through `sudo -n`).
 pub fn pg_ctlcluster(action: &str) {
-    let root = is_root();
-    let mut cmd = if root {
-        std::process::Command::new("pg_ctlcluster")
-    } else {
-        let mut c = std::process::Command::new("sudo");
-        c.args(["-n", "pg_ctlcluster"]);
-        c
-    };
-    let status = cmd.args(["15", "main", action]).status().expect("run pg_ctlcluster");
+    let status = privileged("pg_ctlcluster")
+        .args(["15", "main", action])
+        .status()
+        .expect("run pg_ctlcluster");
     assert!(status.success(), "pg_ctlcluster 15 main {action} failed");
 }

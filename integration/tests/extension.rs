@@ -4,10 +4,6 @@ use integration::*;
 
 const K1_OTHER: &str = "k1:HxweHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE=";
 
-fn one<T: for<'a> postgres::types::FromSql<'a>>(c: &mut postgres::Client, sql: &str) -> T {
-    c.query_one(sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
-}
-
 #[test]
 fn round_trip_is_deterministic_for_every_kind_of_value() {
     let _lock = key_lock();
@@ -109,6 +105,28 @@ fn rotation_keeps_old_tokens_readable_and_remask_moves_them() {
         assert_eq!(code, "22023");
         assert!(msg.contains("\"k1\""), "{msg}");
     }
+}
+
+#[test]
+fn a_changed_key_file_is_read_again_from_the_next_transaction() {
+    let _lock = key_lock();
+    let db = TestDb::new("ext");
+    let path = std::env::temp_dir().join(format!("{}.keys", unique("key_file")));
+    let file = ServerFile::new(&path, "postgres", "0600", K1);
+    let _k = KeySettings::key_file(&path.display().to_string());
+    let mut c = db.client();
+    let mut tx = c.transaction().expect("begin");
+    let mask = |tx: &mut postgres::Transaction<'_>| -> String {
+        tx.query_one("SELECT mask_pii('10.0.0.1')", &[]).expect("mask").get(0)
+    };
+    let before = mask(&mut tx);
+    file.write(K1_OTHER);
+    assert_eq!(mask(&mut tx), before, "the file is looked at once per transaction");
+    tx.commit().expect("commit");
+    let mut tx = c.transaction().expect("begin");
+    let after = mask(&mut tx);
+    assert_ne!(after, before, "the next transaction uses the changed file");
+    assert!(after.starts_with("pm1.k1."), "{after}");
 }
 
 #[test]
@@ -273,6 +291,8 @@ fn privileges_hold_after_alter_extension_update_and_no_role_setting_holds_a_key(
         .join("\n");
     let _script = ServerFile::new(
         format!("{sharedir}/extension/pg_mask--0.1.0--0.1.0-update-test.sql"),
+        "root",
+        "0644",
         &update,
     );
     c.batch_execute("ALTER EXTENSION pg_mask UPDATE TO '0.1.0-update-test'").expect("update");

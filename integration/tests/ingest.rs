@@ -3,10 +3,6 @@
 use integration::*;
 use std::collections::HashMap;
 
-fn count(c: &mut postgres::Client, sql: &str) -> i64 {
-    c.query_one(sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
-}
-
 #[test]
 fn sample_messages_give_99_rows_and_1_reject_that_all_unmask() {
     let _lock = key_lock();

@@ -24,10 +24,6 @@ fn sql_block(marker: &str) -> String {
     found.into_iter().next().unwrap_or_default()
 }
 
-fn count(c: &mut postgres::Client, sql: &str) -> i64 {
-    c.query_one(sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
-}
-
 /// Every token in both tables, unmasked, in a stable order: what rotation must not change.
 fn plaintexts(c: &mut postgres::Client) -> Vec<Option<String>> {
     c.query(

@@ -330,8 +330,7 @@ fn reliability_suite() {
                 }
             }
         };
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
+        if is_root() {
             for root in &roots {
                 for path in walk(root) {
                     if let Ok(data) = std::fs::read(&path) {
