@@ -83,14 +83,22 @@ impl Queue {
             SdkError::DispatchFailure(_)
             | SdkError::TimeoutError(_)
             | SdkError::ResponseError(_) => {
-                let context = DisplayErrorContext(&e).to_string();
-                tracing::debug!("SQS request failed: {context}");
+                // Never the whole error context in a log: for a response error it ends in a
+                // Debug dump of the raw response, body included, and a ReceiveMessage body holds
+                // the messages' personal data.
+                let cause = root_cause(&e);
+                tracing::debug!("SQS request failed: {cause}");
                 // The request was never signed: no credentials anywhere in the chain. Not the
-                // network's fault, and waiting will not fix it.
-                if context.contains("loading credentials") || context.contains("no credentials") {
-                    return SqsError::NoCredentials;
+                // network's fault, and waiting will not fix it. (A dispatch failure has no
+                // response, so its context is safe to read.)
+                if let SdkError::DispatchFailure(_) = &e {
+                    let context = DisplayErrorContext(&e).to_string();
+                    if context.contains("loading credentials") || context.contains("no credentials")
+                    {
+                        return SqsError::NoCredentials;
+                    }
                 }
-                SqsError::Unreachable { endpoint: self.endpoint.clone(), detail: root_cause(&e) }
+                SqsError::Unreachable { endpoint: self.endpoint.clone(), detail: cause }
             }
             _ => {
                 let code = e.code().unwrap_or("Unknown").to_owned();
