@@ -1,13 +1,18 @@
 //! Command line and environment configuration. Every option has a flag, most have an
 //! environment variable, and the defaults match the reference setup (LocalStack's
-//! `login-queue`, Postgres on localhost with postgres/postgres).
+//! `login-queue`, Postgres on localhost with postgres/postgres). Parsing only: the database
+//! connection is read in `pg_config`, and nothing here touches the network.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
 
 pub const DEFAULT_QUEUE_URL: &str = "http://localhost:4566/000000000000/login-queue";
-pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres:postgres@localhost:5432/postgres";
+
+/// Default of `--batch-size`.
+pub const DEFAULT_BATCH_SIZE: usize = 2000;
+/// Default of `--receivers`.
+pub const DEFAULT_RECEIVERS: usize = 8;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -17,8 +22,11 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres:postgres@localhost:5
     long_about = "Streams SQS login events into PostgreSQL with COPY. The feeder does not parse or mask \
 the payload: it COPYs (message_id, sent_at, body) into pg_mask's login_ingest view, commits, and only \
 then deletes the messages from the queue. Redelivered messages are skipped by the database, so the \
-effect is exactly once.\n\nWithout a subcommand it runs until stopped (SIGINT/SIGTERM finish the batch \
-in flight, delete it and exit 0)."
+effect is exactly once. A message the database refuses is stored as a reject; one it refuses even \
+as a reject is released to the queue's dead-letter queue.\n\nWithout a subcommand it runs until \
+stopped: SIGINT/SIGTERM end every wait within a second, commit and acknowledge what can be in that \
+second and leave the rest to redelivery. Exit codes: 0 done, 1 error (one line on stderr), 65 \
+messages released, 75 stopped by a signal with work left (nothing lost: run again), 130 second signal."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -69,8 +77,9 @@ pub struct Common {
     /// (tracing's filter syntax, e.g. `debug` or `feeder=debug,warn`; default `info`)
     #[arg(long, env = "FEEDER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human, global = true)]
     pub log_format: LogFormat,
-    /// Rows per COPY transaction.
-    #[arg(long, env = "FEEDER_BATCH_SIZE", default_value_t = 1000, global = true,
+    /// Most rows per COPY transaction. Batches follow the arrival rate: a partial batch is
+    /// loaded as soon as receives come back short, so this only caps a backlog's batches.
+    #[arg(long, env = "FEEDER_BATCH_SIZE", default_value_t = DEFAULT_BATCH_SIZE, global = true,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     pub batch_size: usize,
     /// Seconds to wait for Postgres or SQS at start-up before giving up with an error.
@@ -83,15 +92,18 @@ pub struct Common {
 
 #[derive(Args, Debug, Clone)]
 pub struct RunOptions {
-    /// Concurrent SQS receivers (each a long-polling ReceiveMessage loop).
-    #[arg(long, env = "FEEDER_RECEIVERS", global = true, default_value_t = 4,
+    /// Most concurrent SQS receivers (each a long-polling ReceiveMessage loop). The feeder runs
+    /// between 1 and this many: one more while receives come back full and the database keeps
+    /// up, one fewer when a receive comes back empty.
+    #[arg(long, env = "FEEDER_RECEIVERS", global = true, default_value_t = DEFAULT_RECEIVERS,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=256))]
     pub receivers: usize,
-    /// Milliseconds a partial batch may wait for more messages before it is loaded.
+    /// Milliseconds a partial batch may wait for more messages while receives still come back
+    /// full (a backlog); it is loaded at once when they come back short.
     #[arg(long, env = "FEEDER_LINGER_MS", global = true, default_value_t = 500)]
     pub linger_ms: u64,
-    /// Long-poll wait per ReceiveMessage, seconds (0-20). Shutdown waits for the polls in
-    /// progress, so this bounds how long SIGTERM takes on an idle queue.
+    /// Long-poll wait per ReceiveMessage on an idle queue, seconds (0-20). Shutdown does not
+    /// wait for it.
     #[arg(long, env = "FEEDER_WAIT_SECONDS", global = true, default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=20))]
     pub wait_seconds: i32,
     /// Visibility timeout requested on receive, seconds (1-43200, SQS's range). A batch still in
@@ -118,32 +130,6 @@ pub enum LogFormat {
 }
 
 impl Common {
-    /// The database URL: flag/DATABASE_URL, else PG* variables, else the reference default.
-    pub fn database_config(&self) -> Result<tokio_postgres::Config, tokio_postgres::Error> {
-        if let Some(url) = &self.database_url {
-            return url.parse();
-        }
-        let mut config: tokio_postgres::Config = DEFAULT_DATABASE_URL.parse()?;
-        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        if let Some(h) = env("PGHOST") {
-            config = tokio_postgres::Config::new();
-            config.host(&h).user("postgres").password("postgres").dbname("postgres").port(5432);
-        }
-        if let Some(p) = env("PGPORT").and_then(|p| p.parse().ok()) {
-            config.port(p);
-        }
-        if let Some(u) = env("PGUSER") {
-            config.user(&u);
-        }
-        if let Some(p) = env("PGPASSWORD") {
-            config.password(p);
-        }
-        if let Some(d) = env("PGDATABASE") {
-            config.dbname(&d);
-        }
-        Ok(config)
-    }
-
     /// The SQS endpoint to use, if not AWS's own.
     pub fn sqs_endpoint(&self) -> Option<String> {
         if let Some(e) = &self.endpoint_url {

@@ -1,24 +1,26 @@
-//! The SQS → Postgres run loop: receivers → batcher → loader → deleter.
+//! The run loop, generic over a [`Source`] and a [`Store`]: receivers → batcher → settler.
 //!
-//! - Several receivers long-poll SQS and push messages into a bounded channel.
-//! - The loader gathers a batch (size or linger time, whichever comes first), COPYs it in one
-//!   transaction, and retries the same batch with backoff until it commits, extending the
-//!   messages' visibility when half the timeout has passed.
-//! - Only after the commit are the messages deleted, in the background, 10 per request, with
-//!   the failed entries retried. A delete that never succeeds is harmless: the redelivered message
-//!   is skipped by the database as a duplicate.
-//! - Shutdown stops the receivers; the batch in flight is loaded and deleted before exit.
+//! - A pool of receivers ([`crate::receivers`]) feeds a channel bounded by bytes.
+//! - The batcher takes what has arrived, up to the batch's rows and bytes; while receives come
+//!   back full (a backlog) it waits up to the linger for a fuller batch, and as soon as one
+//!   comes back short it loads what it has: batches follow the arrival rate.
+//! - The settler ([`crate::settle`]) commits each batch and acknowledges after the commit.
+//! - Shutdown: receives end at the signal; what was already received is loaded if it commits
+//!   within the grace, and acknowledged within it; the rest is left to redelivery.
+//!
+//! Owns the order of those steps and the command's [`Outcome`]; never talks to SQS or
+//! PostgreSQL itself.
 
-use crate::backoff::Backoff;
-use crate::config::RunOptions;
+use crate::exit::Outcome;
+use crate::receivers::{Held, Pool};
+use crate::settle::{Settler, Stop};
 use crate::shutdown::Shutdown;
-use crate::sink::{Row, Sink};
-use crate::sqs::{Queue, Received};
-use crate::telemetry::{count, Counters};
-use futures_util::stream::{self, StreamExt};
+use crate::source::{Message, Source};
+use crate::store::Store;
+use crate::telemetry::Counters;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use std::time::Duration;
+use tokio::sync::mpsc::{error::TryRecvError, UnboundedReceiver};
 use tokio::task::JoinSet;
 
 /// How the loop ends.
@@ -26,273 +28,317 @@ use tokio::task::JoinSet;
 pub enum Mode {
     /// Until shutdown is requested.
     Forever,
-    /// Until a receive comes back empty (the drain command checks the queue depth after).
+    /// Until the source is drained.
     UntilEmpty,
 }
 
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub mode: Mode,
+    /// Most rows per transaction.
+    pub batch_rows: usize,
+    /// Most bytes per transaction (bodies and ids).
+    pub batch_bytes: usize,
+    /// Longest a partial batch waits for more while a backlog is being received.
+    pub linger: Duration,
+}
+
+impl Settings {
+    /// Bytes received and not yet settled, at most: two batches.
+    fn budget(&self) -> usize {
+        self.batch_bytes.saturating_mul(2).max(1 << 20)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
-pub enum PipelineError {
+pub enum PipelineError<SE: std::error::Error + 'static, TE: std::error::Error + 'static> {
     #[error(transparent)]
-    Sqs(#[from] crate::sqs::SqsError),
+    Source(SE),
     #[error(transparent)]
-    Sink(#[from] crate::sink::SinkError),
+    Store(TE),
 }
 
-const DELETE_ATTEMPTS: u32 = 5;
-const DELETE_CONCURRENCY: usize = 8;
+enum Gathered<A> {
+    Batch(Vec<Held<A>>),
+    /// Shutdown: what had been received, to settle within the grace.
+    Stopped(Vec<Held<A>>),
+    /// Every receiver has ended and the channel is empty.
+    Closed,
+}
 
-pub async fn run(
-    queue: &Queue,
-    sink: &mut Sink,
-    opts: &RunOptions,
-    batch_size: usize,
-    mode: Mode,
+pub async fn run<S: Source, T: Store>(
+    source: Arc<S>,
+    store: T,
+    settings: &Settings,
     shutdown: &Shutdown,
-    counters: &Arc<Counters>,
-) -> Result<(), PipelineError> {
-    let (tx, mut rx) = mpsc::channel::<Received>(batch_size.max(10) * 2);
-    let (fatal_tx, mut fatal_rx) = mpsc::channel::<crate::sqs::SqsError>(1);
-    let wait = if mode == Mode::UntilEmpty { opts.wait_seconds.min(1) } else { opts.wait_seconds };
-    let mut receivers = JoinSet::new();
-    for _ in 0..opts.receivers.max(1) {
-        receivers.spawn(receive_loop(
-            queue.clone(),
-            tx.clone(),
-            fatal_tx.clone(),
-            wait,
-            opts.visibility_timeout,
-            mode,
-            shutdown.clone(),
-            Arc::clone(counters),
-        ));
-    }
-    drop(tx);
-    drop(fatal_tx);
-
-    let mut deletes = JoinSet::new();
-    let mut result = Ok(());
-    loop {
-        let Some(first) = rx.recv().await else { break };
-        let mut batch = vec![first];
-        let deadline = tokio::time::Instant::now() + opts.linger();
-        while batch.len() < batch_size {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(m)) => batch.push(m),
-                Ok(None) | Err(_) => break,
-            }
-        }
-        if let Err(e) =
-            load_with_retry(queue, sink, &batch, opts.visibility_timeout, counters).await
-        {
-            result = Err(e);
-            break;
-        }
-        let receipts: Vec<String> = batch.into_iter().map(|m| m.receipt).collect();
-        deletes.spawn(delete_all(queue.clone(), receipts, Arc::clone(counters)));
-        while deletes.try_join_next().is_some() {}
-    }
-    receivers.abort_all();
-    while deletes.join_next().await.is_some() {}
-    metrics::gauge!("feeder_in_flight").set(0.0);
-    if let Ok(e) = fatal_rx.try_recv() {
-        return Err(e.into());
-    }
-    result
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn receive_loop(
-    queue: Queue,
-    tx: mpsc::Sender<Received>,
-    fatal: mpsc::Sender<crate::sqs::SqsError>,
-    wait_seconds: i32,
-    visibility: i32,
-    mode: Mode,
-    mut shutdown: Shutdown,
     counters: Arc<Counters>,
-) {
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-    while !shutdown.requested() {
-        // Not raced against shutdown: a receive cancelled after the server handed out messages
-        // would leave them invisible until their timeout. Shutdown waits at most one long poll.
-        let received = queue.receive(wait_seconds, visibility).await;
-        match received {
-            Ok(messages) => {
-                if let Some(outage) = backoff.succeed() {
-                    tracing::info!("SQS reachable again after {:.1} s", outage.as_secs_f64());
-                }
-                if messages.is_empty() && mode == Mode::UntilEmpty {
+) -> Result<Outcome, PipelineError<S::Error, T::Error>> {
+    let (stop_all, stop) = Shutdown::manual();
+    let forward = {
+        let (shutdown, stop_all) = (shutdown.clone(), stop_all.clone());
+        tokio::spawn(async move {
+            shutdown.wait().await;
+            stop_all.fire();
+        })
+    };
+    let drain = settings.mode == Mode::UntilEmpty;
+    let (pool, mut rx) = Pool::start(
+        Arc::clone(&source),
+        settings.budget(),
+        drain,
+        (stop_all.clone(), stop),
+        Arc::clone(&counters),
+    );
+    let mut settler = Settler {
+        source: Arc::clone(&source),
+        store,
+        shutdown: shutdown.clone(),
+        counters: Arc::clone(&counters),
+        acks: JoinSet::new(),
+    };
+    let mut fatal = None;
+    loop {
+        let (batch, last) = match gather(&mut rx, &pool, settings, shutdown).await {
+            Gathered::Batch(b) => (b, false),
+            Gathered::Stopped(b) => (b, true),
+            Gathered::Closed => break,
+        };
+        if !batch.is_empty() {
+            let messages: Vec<Message<S::Ack>> = batch.into_iter().map(|h| h.message).collect();
+            match settler.settle(&messages).await {
+                Ok(()) => {}
+                Err(Stop::Interrupted) => break,
+                Err(Stop::Fatal(e)) => {
+                    fatal = Some(e);
                     break;
                 }
-                count!(counters, received, messages.len());
-                metrics::gauge!("feeder_in_flight").increment(messages.len() as f64);
-                for m in messages {
-                    // The loader owns the message now; if it is gone we are shutting down and
-                    // SQS will redeliver after the visibility timeout.
-                    if tx.send(m).await.is_err() {
-                        return;
-                    }
-                }
-            }
-            Err(e) if e.is_transient() => {
-                let (delay, first) = backoff.fail();
-                if first {
-                    tracing::warn!("{e}; retrying with backoff");
-                }
-                tokio::select! {
-                    _ = shutdown.wait() => break,
-                    _ = tokio::time::sleep(delay) => {}
-                }
-            }
-            Err(e) => {
-                let _ = fatal.try_send(e);
-                return;
             }
         }
+        if last {
+            break;
+        }
     }
+    stop_all.fire();
+    forward.abort();
+    settler.finish_acks().await;
+    metrics::gauge!("feeder_receivers").set(0.0);
+    if let Some(e) = fatal {
+        return Err(PipelineError::Store(e));
+    }
+    if let Some(e) = pool.take_fatal() {
+        return Err(PipelineError::Source(e));
+    }
+    let c = &counters;
+    let settled = c.get(|c| &c.deleted) + c.get(|c| &c.released) + c.get(|c| &c.delete_failures);
+    let left = c.get(|c| &c.received).saturating_sub(settled);
+    let unfinished = drain && !pool.drained();
+    Ok(Outcome {
+        released: c.get(|c| &c.released),
+        interrupted: shutdown.requested() && (left > 0 || unfinished),
+    })
 }
 
-async fn load_with_retry(
-    queue: &Queue,
-    sink: &mut Sink,
-    batch: &[Received],
-    visibility: i32,
-    counters: &Counters,
-) -> Result<(), PipelineError> {
-    let rows: Vec<Row> = batch.iter().map(|m| m.row.clone()).collect();
-    let every = Duration::from_secs(visibility.max(1) as u64) / 2;
-    let oldest = batch.iter().map(|m| m.received_at).min().unwrap_or_else(Instant::now);
-    // Extend when half of the visibility timeout is left, whether the database is slow, locked
-    // or down: the batch must not be redelivered while we still hold it.
-    let keep_alive = KeepAlive {
-        next: tokio::time::Instant::from_std(oldest + every),
-        every,
-        queue,
-        batch,
-        visibility,
+/// The next batch: what has arrived, more while a backlog is being received (up to the
+/// linger), up to the batch's rows and bytes.
+async fn gather<S: Source>(
+    rx: &mut UnboundedReceiver<Held<S::Ack>>,
+    pool: &Pool<S>,
+    settings: &Settings,
+    shutdown: &Shutdown,
+) -> Gathered<S::Ack> {
+    let first = tokio::select! {
+        biased;
+        _ = shutdown.wait() => return Gathered::Stopped(take_all(rx, Vec::new())),
+        m = rx.recv() => match m {
+            Some(m) => m,
+            None => return Gathered::Closed,
+        },
     };
-    load_until_committed(sink, &rows, counters, Some(keep_alive)).await?;
-    Ok(())
+    let mut bytes = first.message.row.weight();
+    let mut batch = vec![first];
+    let deadline = tokio::time::Instant::now() + settings.linger;
+    while batch.len() < settings.batch_rows && bytes < settings.batch_bytes {
+        let next = match rx.try_recv() {
+            Ok(m) => Some(m),
+            Err(TryRecvError::Disconnected) => break,
+            Err(TryRecvError::Empty) if pool.arrivals_paused() => break,
+            Err(TryRecvError::Empty) => tokio::select! {
+                biased;
+                _ = shutdown.wait() => None,
+                m = rx.recv() => m,
+                _ = tokio::time::sleep_until(deadline) => None,
+            },
+        };
+        let Some(m) = next else { break };
+        bytes += m.message.row.weight();
+        batch.push(m);
+    }
+    if shutdown.requested() {
+        return Gathered::Stopped(take_all(rx, batch));
+    }
+    Gathered::Batch(batch)
 }
 
-/// Keeps a batch's messages invisible while it is in flight.
-pub struct KeepAlive<'a> {
-    next: tokio::time::Instant,
-    every: Duration,
-    queue: &'a Queue,
-    batch: &'a [Received],
-    visibility: i32,
+/// Everything already received: at shutdown it is loaded if it commits within the grace.
+fn take_all<A>(rx: &mut UnboundedReceiver<Held<A>>, mut batch: Vec<Held<A>>) -> Vec<Held<A>> {
+    while let Ok(m) = rx.try_recv() {
+        batch.push(m);
+    }
+    batch
 }
 
-impl KeepAlive<'_> {
-    async fn extend(&mut self) {
-        let receipts: Vec<String> = self.batch.iter().map(|m| m.receipt.clone()).collect();
-        let mut failed = 0;
-        for chunk in receipts.chunks(10) {
-            if self.queue.extend_visibility(chunk, self.visibility).await.is_err() {
-                failed += chunk.len();
-            }
-        }
-        tracing::info!(
-            "batch of {} still in flight: extended its visibility by {} s{}",
-            receipts.len(),
-            self.visibility,
-            if failed > 0 { format!(" ({failed} could not be extended)") } else { String::new() }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exit;
+    use crate::store::Class;
+    use crate::testing::{rows, MemorySource, MemoryStore};
+    use std::sync::atomic::Ordering;
+
+    fn settings(mode: Mode) -> Settings {
+        Settings { mode, batch_rows: 25, batch_bytes: 1 << 20, linger: Duration::from_millis(50) }
+    }
+
+    struct Run {
+        source: Arc<MemorySource>,
+        store: Arc<MemoryStore>,
+        result: Result<Outcome, String>,
+    }
+
+    /// Drains `n` messages from a memory source into `store`.
+    async fn drain(n: usize, store: MemoryStore, lease: Option<Duration>) -> Run {
+        let store = Arc::new(store);
+        let source = Arc::new(MemorySource::new(rows(n), lease, Arc::clone(&store.committed)));
+        let (_trigger, shutdown) = Shutdown::manual();
+        let counters = Arc::new(Counters::default());
+        let result = run(
+            Arc::clone(&source),
+            Arc::clone(&store),
+            &settings(Mode::UntilEmpty),
+            &shutdown,
+            counters,
+        )
+        .await
+        .map_err(|e| e.to_string());
+        Run { source, store, result }
+    }
+
+    fn ids(prefix: &[usize]) -> Vec<String> {
+        prefix.iter().map(|i| format!("m{i:04}")).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn acknowledges_only_after_commit_and_retries_transient_failures() {
+        let store = MemoryStore { transient: 3.into(), ..Default::default() };
+        let r = drain(95, store, None).await;
+        assert_eq!(r.result, Ok(Outcome::default()));
+        assert_eq!(r.source.acked(), ids(&(0..95).collect::<Vec<_>>()));
+        assert!(r.source.acked_before_commit.lock().expect("lock").is_empty());
+        assert!(r.store.loads.load(Ordering::Relaxed) >= 4 + 95 / 25);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn poison_messages_become_rejects_and_the_rest_loads() {
+        let mut store = MemoryStore::default();
+        store.poison.insert("m0007".into(), Class::Permanent);
+        store.poison.insert("m0031".into(), Class::Permanent);
+        let r = drain(40, store, None).await;
+        assert_eq!(r.result, Ok(Outcome::default()));
+        let rejects = r.store.rejects.lock().expect("lock").clone();
+        assert_eq!(
+            rejects,
+            vec![
+                ("m0007".to_owned(), "23514 constraint \"c\"".to_owned()),
+                ("m0031".to_owned(), "23514 constraint \"c\"".to_owned())
+            ]
         );
-        self.next = tokio::time::Instant::now() + self.every;
+        assert_eq!(r.source.acked().len(), 40, "rows and rejects are all acknowledged");
+        assert!(r.source.acked_before_commit.lock().expect("lock").is_empty());
+        assert!(r.store.loads.load(Ordering::Relaxed) < 40, "bisected, not retried forever");
     }
-}
 
-/// Awaits `fut`, extending visibility whenever `keep_alive` is due meanwhile.
-async fn with_keep_alive<T>(
-    fut: impl std::future::Future<Output = T>,
-    keep_alive: &mut Option<KeepAlive<'_>>,
-) -> T {
-    tokio::pin!(fut);
-    loop {
-        let Some(k) = keep_alive.as_mut() else { return fut.await };
-        tokio::select! {
-            r = &mut fut => return r,
-            _ = tokio::time::sleep_until(k.next) => k.extend().await,
-        }
+    #[tokio::test(start_paused = true)]
+    async fn a_message_refused_even_as_a_reject_is_released_not_acknowledged() {
+        let mut store = MemoryStore::default();
+        store.poison.insert("m0003".into(), Class::Permanent);
+        store.unrejectable.insert("m0003".into());
+        let r = drain(10, store, Some(Duration::from_secs(30))).await;
+        let outcome = r.result.expect("runs");
+        assert_eq!(outcome.released, 1);
+        assert_eq!(outcome.code(), exit::RELEASED);
+        assert_eq!(*r.source.released.lock().expect("lock"), ids(&[3]));
+        assert!(!r.source.acked().contains(&"m0003".to_owned()));
+        assert_eq!(r.source.acked().len(), 9);
     }
-}
 
-/// Loads `rows` in one transaction, retrying transient failures with capped backoff (one log
-/// line when they start, one when they end) until a commit succeeds; counts the result. Used by
-/// the queue loop (with a [`KeepAlive`]) and by `feeder load` (without).
-pub async fn load_until_committed(
-    sink: &mut Sink,
-    rows: &[Row],
-    counters: &Counters,
-    mut keep_alive: Option<KeepAlive<'_>>,
-) -> Result<crate::sink::Loaded, crate::sink::SinkError> {
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-    loop {
-        let started = Instant::now();
-        match with_keep_alive(sink.load(rows), &mut keep_alive).await {
-            Ok(done) => {
-                if let Some(outage) = backoff.succeed() {
-                    tracing::info!(
-                        "PostgreSQL reachable again after {:.1} s",
-                        outage.as_secs_f64()
-                    );
-                }
-                metrics::histogram!("feeder_batch_seconds").record(started.elapsed().as_secs_f64());
-                count!(counters, loaded, done.loaded);
-                count!(counters, duplicates, done.duplicates);
-                count!(counters, rejected, done.rejected);
-                count!(counters, batches, 1);
-                tracing::debug!(rows = rows.len(), ?done, "batch committed");
-                return Ok(done);
-            }
-            Err(e) if e.is_transient() => {
-                let (delay, first) = backoff.fail();
-                if first {
-                    tracing::warn!(
-                        "{e}; keeping the batch of {} and retrying with backoff",
-                        rows.len()
-                    );
-                }
-                with_keep_alive(tokio::time::sleep(delay), &mut keep_alive).await;
-            }
-            Err(e) => return Err(e),
-        }
+    #[tokio::test(start_paused = true)]
+    async fn an_unclassified_error_is_retried_then_isolated() {
+        let mut store = MemoryStore::default();
+        store.poison.insert("m0002".into(), Class::Unclassified("XX999".into()));
+        let r = drain(5, store, None).await;
+        assert_eq!(r.result, Ok(Outcome::default()));
+        assert_eq!(r.store.rejects.lock().expect("lock").len(), 1);
+        // 3 attempts on the batch, then halves (one of them 3 times more), down to one message.
+        assert!(r.store.loads.load(Ordering::Relaxed) >= 3 + 3);
     }
-}
 
-async fn delete_all(queue: Queue, receipts: Vec<String>, counters: Arc<Counters>) {
-    let n = receipts.len();
-    let failed: usize = stream::iter(receipts.chunks(10).map(<[String]>::to_vec))
-        .map(|chunk| {
-            let queue = queue.clone();
-            let counters = Arc::clone(&counters);
-            async move {
-                let mut pending = chunk;
-                let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
-                for attempt in 1..=DELETE_ATTEMPTS {
-                    if let Ok(failed) = queue.delete_batch(&pending).await {
-                        count!(counters, deleted, pending.len() - failed.len());
-                        pending = failed;
-                    }
-                    if pending.is_empty() || attempt == DELETE_ATTEMPTS {
-                        break;
-                    }
-                    tokio::time::sleep(backoff.fail().0).await;
-                }
-                pending.len()
-            }
-        })
-        .buffer_unordered(DELETE_CONCURRENCY)
-        .fold(0, |acc, f| async move { acc + f })
-        .await;
-    if failed > 0 {
-        // One line per batch, not per request: an SQS outage must not flood the log.
-        count!(counters, delete_failures, failed);
-        tracing::warn!(
-            "could not delete {failed} of {n} committed messages after {DELETE_ATTEMPTS} attempts; \
-             they will be redelivered and skipped as duplicates"
-        );
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_batch_is_kept_alive_until_it_commits() {
+        let store = MemoryStore { delay: Some(Duration::from_secs(25)), ..Default::default() };
+        let r = drain(10, store, Some(Duration::from_secs(10))).await;
+        assert_eq!(r.result, Ok(Outcome::default()));
+        assert!(r.source.kept_alive.load(Ordering::Relaxed) >= 2);
+        assert_eq!(r.source.acked().len(), 10);
     }
-    metrics::gauge!("feeder_in_flight").decrement(n as f64);
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fatal_error_stops_and_acknowledges_nothing() {
+        let store = MemoryStore { fatal: true, ..Default::default() };
+        let r = drain(10, store, None).await;
+        assert!(r.result.is_err());
+        assert!(r.source.acked().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_ends_a_retrying_batch_within_the_grace() {
+        let store = Arc::new(MemoryStore { down: true, ..Default::default() });
+        let source = Arc::new(MemorySource::new(rows(10), None, Arc::clone(&store.committed)));
+        let (trigger, shutdown) = Shutdown::manual();
+        let counters = Arc::new(Counters::default());
+        let task = {
+            let (source, store, shutdown) =
+                (Arc::clone(&source), Arc::clone(&store), shutdown.clone());
+            tokio::spawn(async move {
+                run(source, store, &settings(Mode::Forever), &shutdown, counters).await
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let at = tokio::time::Instant::now();
+        trigger.fire();
+        let outcome = task.await.expect("join").map_err(|e| e.to_string()).expect("runs");
+        assert!(at.elapsed() <= Duration::from_secs(1), "{:?}", at.elapsed());
+        assert!(outcome.interrupted);
+        assert_eq!(outcome.code(), exit::INTERRUPTED);
+        assert!(source.acked().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_with_everything_committed_is_a_clean_exit() {
+        let store = Arc::new(MemoryStore::default());
+        let source = Arc::new(MemorySource::new(rows(30), None, Arc::clone(&store.committed)));
+        let (trigger, shutdown) = Shutdown::manual();
+        let counters = Arc::new(Counters::default());
+        let task = {
+            let (source, store, shutdown) =
+                (Arc::clone(&source), Arc::clone(&store), shutdown.clone());
+            tokio::spawn(async move {
+                run(source, store, &settings(Mode::Forever), &shutdown, counters).await
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        trigger.fire();
+        let outcome = task.await.expect("join").map_err(|e| e.to_string()).expect("runs");
+        assert_eq!(outcome, Outcome::default());
+        assert_eq!(source.acked().len(), 30);
+    }
 }

@@ -1,20 +1,28 @@
-//! The SQS side: client construction, long-poll receive, batched delete with per-entry retry,
-//! visibility extension, queue depth, and the seeding helper.
+//! The SQS API as the feeder uses it: client construction, receive, batched delete and
+//! visibility change, queue depth, queue creation and batched send; and the typed
+//! classification of SQS failures.
 //!
-//! Errors are sorted into transient (network, throttling, 5xx: retry with backoff) and fatal
-//! (no such queue, bad credentials: a human must act), each with one line that says what to do.
+//! Errors are sorted by the SDK's types, never by message text: a dispatch failure, timeout or
+//! unparsable response is the network's (transient), `QueueDoesNotExist` and a 403 need a
+//! human, throttling and 5xx pass. This module must never log a response body: a
+//! ReceiveMessage response carries the messages' personal data.
 
-use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_sqs::config::http::HttpResponse;
+use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sqs::operation::{
+    change_message_visibility_batch::ChangeMessageVisibilityBatchError,
+    create_queue::CreateQueueError, delete_message_batch::DeleteMessageBatchError,
+    get_queue_attributes::GetQueueAttributesError, get_queue_url::GetQueueUrlError,
+    receive_message::ReceiveMessageError, send_message_batch::SendMessageBatchError,
+};
 use aws_sdk_sqs::types::{
     BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry,
-    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
+    DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName, QueueAttributeName,
     SendMessageBatchRequestEntry,
 };
 use aws_sdk_sqs::Client;
-use std::time::{Duration, UNIX_EPOCH};
 
 use crate::config::Common;
-use crate::sink::Row;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SqsError {
@@ -22,32 +30,64 @@ pub enum SqsError {
     Unreachable { endpoint: String, detail: String },
     #[error("SQS queue {queue} does not exist: create it (feeder seed FILE creates it) or fix --queue-url")]
     NoQueue { queue: String },
-    #[error("SQS rejected the credentials ({code}): set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (any value works for LocalStack)")]
+    #[error("SQS refused the credentials ({code}): set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (any value works for LocalStack) or grant the role access to the queue")]
     Credentials { code: String },
     #[error("no AWS credentials found (environment, profile or instance role): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (any values work for LocalStack and the emulators) or AWS_PROFILE")]
     NoCredentials,
+    #[error("SQS is busy ({code}); backing off")]
+    Busy { code: String },
     #[error("SQS error {code}: {message}")]
-    Service { code: String, message: String, transient: bool },
+    Service { code: String, message: String },
     #[error("invalid SQS request: {0}")]
     Build(String),
 }
 
 impl SqsError {
     pub fn is_transient(&self) -> bool {
-        match self {
-            SqsError::Unreachable { .. } => true,
-            SqsError::Service { transient, .. } => *transient,
-            _ => false,
-        }
+        matches!(self, SqsError::Unreachable { .. } | SqsError::Busy { .. })
     }
 }
 
-/// A received message with what the pipeline needs to load and acknowledge it.
-#[derive(Debug, Clone)]
-pub struct Received {
-    pub row: Row,
-    pub receipt: String,
-    pub received_at: std::time::Instant,
+impl crate::source::SourceError for SqsError {
+    fn is_transient(&self) -> bool {
+        SqsError::is_transient(self)
+    }
+}
+
+/// The typed variants of each operation's error that the classification needs.
+trait Kinds {
+    fn no_queue(&self) -> bool;
+    fn throttled(&self) -> bool;
+}
+
+macro_rules! kinds {
+    ($($t:ident),* $(,)?) => {$(
+        impl Kinds for $t {
+            fn no_queue(&self) -> bool {
+                matches!(self, $t::QueueDoesNotExist(_))
+            }
+            fn throttled(&self) -> bool {
+                matches!(self, $t::RequestThrottled(_))
+            }
+        }
+    )*};
+}
+kinds!(
+    ReceiveMessageError,
+    DeleteMessageBatchError,
+    ChangeMessageVisibilityBatchError,
+    GetQueueUrlError,
+    GetQueueAttributesError,
+    SendMessageBatchError,
+);
+
+impl Kinds for CreateQueueError {
+    fn no_queue(&self) -> bool {
+        false
+    }
+    fn throttled(&self) -> bool {
+        matches!(self, CreateQueueError::RequestThrottled(_))
+    }
 }
 
 #[derive(Clone)]
@@ -66,62 +106,48 @@ impl Queue {
             loader = loader.endpoint_url(e);
         }
         let sdk = loader.load().await;
-        let client = Client::new(&sdk);
         Queue {
-            client,
+            client: Client::new(&sdk),
             url: common.queue_url.clone(),
             endpoint: endpoint.unwrap_or_else(|| format!("AWS SQS in {}", common.region)),
         }
     }
 
-    fn classify<E, R>(&self, e: SdkError<E, R>) -> SqsError
+    fn classify<E>(&self, e: SdkError<E, HttpResponse>) -> SqsError
     where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
+        E: Kinds + ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
         match &e {
-            SdkError::DispatchFailure(_)
-            | SdkError::TimeoutError(_)
-            | SdkError::ResponseError(_) => {
-                // Never the whole error context in a log: for a response error it ends in a
-                // Debug dump of the raw response, body included, and a ReceiveMessage body holds
-                // the messages' personal data.
-                let cause = root_cause(&e);
-                tracing::debug!("SQS request failed: {cause}");
-                // The request was never signed: no credentials anywhere in the chain. Not the
-                // network's fault, and waiting will not fix it. (A dispatch failure has no
-                // response, so its context is safe to read.)
-                if let SdkError::DispatchFailure(_) = &e {
-                    let context = DisplayErrorContext(&e).to_string();
-                    if context.contains("loading credentials") || context.contains("no credentials")
-                    {
-                        return SqsError::NoCredentials;
-                    }
-                }
-                SqsError::Unreachable { endpoint: self.endpoint.clone(), detail: cause }
-            }
-            _ => {
-                let code = e.code().unwrap_or("Unknown").to_owned();
-                let message = e.message().unwrap_or("").to_owned();
-                if code.contains("NonExistentQueue") || code.contains("QueueDoesNotExist") {
+            SdkError::ServiceError(ctx) => {
+                let err = ctx.err();
+                let code = err.code().unwrap_or("Unknown").to_owned();
+                let status = ctx.raw().status().as_u16();
+                if err.no_queue() {
                     SqsError::NoQueue { queue: self.url.clone() }
-                } else if matches!(
-                    code.as_str(),
-                    "InvalidClientTokenId"
-                        | "UnrecognizedClientException"
-                        | "SignatureDoesNotMatch"
-                        | "AccessDenied"
-                        | "AccessDeniedException"
-                ) {
+                } else if err.throttled() || status == 429 || status >= 500 {
+                    SqsError::Busy { code }
+                } else if status == 403 {
                     SqsError::Credentials { code }
                 } else {
-                    let transient = code.contains("Throttl")
-                        || code.contains("RequestThrottled")
-                        || code.contains("ServiceUnavailable")
-                        || code.contains("InternalError")
-                        || code == "Unknown";
-                    SqsError::Service { code, message, transient }
+                    let message = err.message().unwrap_or("").to_owned();
+                    SqsError::Service { code, message }
                 }
+            }
+            SdkError::ConstructionFailure(_) => {
+                // The request was never sent; with no credentials anywhere in the chain the
+                // signer fails here or in dispatch, typed as the credential provider's error.
+                if credentials_missing(&e) {
+                    return SqsError::NoCredentials;
+                }
+                SqsError::Build(root_cause(&e))
+            }
+            _ => {
+                if credentials_missing(&e) {
+                    return SqsError::NoCredentials;
+                }
+                // Never the SDK's whole error context: for a response error it ends in a Debug
+                // dump of the raw response, body included.
+                SqsError::Unreachable { endpoint: self.endpoint.clone(), detail: root_cause(&e) }
             }
         }
     }
@@ -166,45 +192,25 @@ impl Queue {
         ))
     }
 
+    /// One ReceiveMessage of up to `max` (≤ 10) messages with their SentTimestamp.
     pub async fn receive(
         &self,
+        max: i32,
         wait_seconds: i32,
         visibility: i32,
-    ) -> Result<Vec<Received>, SqsError> {
+    ) -> Result<Vec<Message>, SqsError> {
         let out = self
             .client
             .receive_message()
             .queue_url(&self.url)
-            .max_number_of_messages(10)
+            .max_number_of_messages(max)
             .wait_time_seconds(wait_seconds)
             .visibility_timeout(visibility)
             .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .send()
             .await
             .map_err(|e| self.classify(e))?;
-        let now = std::time::Instant::now();
-        Ok(out
-            .messages
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|m| {
-                let sent_at = m
-                    .attributes
-                    .as_ref()
-                    .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
-                    .and_then(|ms| ms.parse::<u64>().ok())
-                    .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
-                Some(Received {
-                    row: Row {
-                        message_id: m.message_id?,
-                        sent_at,
-                        body: m.body.unwrap_or_default(),
-                    },
-                    receipt: m.receipt_handle?,
-                    received_at: now,
-                })
-            })
-            .collect())
+        Ok(out.messages.unwrap_or_default())
     }
 
     /// Deletes up to 10 receipts; returns the receipts that failed.
@@ -223,12 +229,12 @@ impl Queue {
         Ok(failed_items(receipts, &out.failed))
     }
 
-    /// Extends the visibility of up to 10 receipts.
-    pub async fn extend_visibility(
+    /// Sets the visibility of up to 10 receipts; returns the receipts that failed.
+    pub async fn change_visibility(
         &self,
         receipts: &[String],
         seconds: i32,
-    ) -> Result<(), SqsError> {
+    ) -> Result<Vec<String>, SqsError> {
         let entries = entries(receipts, |id, r| {
             ChangeMessageVisibilityBatchRequestEntry::builder()
                 .id(id)
@@ -236,14 +242,15 @@ impl Queue {
                 .visibility_timeout(seconds)
                 .build()
         })?;
-        self.client
+        let out = self
+            .client
             .change_message_visibility_batch()
             .queue_url(&self.url)
             .set_entries(Some(entries))
             .send()
             .await
             .map_err(|e| self.classify(e))?;
-        Ok(())
+        Ok(failed_items(receipts, &out.failed))
     }
 
     /// Creates the queue named by the URL's last path segment if it does not exist, and points
@@ -281,16 +288,28 @@ impl Queue {
             return Err(SqsError::Service {
                 code: f.code.clone(),
                 message: f.message.clone().unwrap_or_default(),
-                transient: false,
             });
         }
         Ok(failed_items(bodies, &out.failed))
     }
 }
 
+/// True when the chain holds the credential provider's "no credentials" error.
+fn credentials_missing(e: &(dyn std::error::Error + 'static)) -> bool {
+    use aws_credential_types::provider::error::CredentialsError;
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(CredentialsError::CredentialsNotLoaded(_)) = err.downcast_ref() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
 /// The innermost error of a chain ("Connection refused (os error 111)"): the SDK's own display
 /// of a dispatch failure ends in a Debug dump of every layer.
-fn root_cause(e: &dyn std::error::Error) -> String {
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let Some(mut cause) = e.source() else { return e.to_string() };
     while let Some(next) = cause.source() {
         cause = next;

@@ -33,6 +33,7 @@ pub struct Counters {
     pub loaded: AtomicU64,
     pub duplicates: AtomicU64,
     pub rejected: AtomicU64,
+    pub released: AtomicU64,
     pub deleted: AtomicU64,
     pub delete_failures: AtomicU64,
     pub batches: AtomicU64,
@@ -54,13 +55,19 @@ impl Counters {
     }
 
     pub fn summary(&self, elapsed: Duration) -> String {
+        self.summary_as(elapsed, "deleted")
+    }
+
+    /// The summary, calling acknowledgements `acked` ("deleted" for a queue).
+    pub fn summary_as(&self, elapsed: Duration, acked: &str) -> String {
         let secs = elapsed.as_secs_f64().max(1e-9);
         let received = self.get(|c| &c.received);
         format!(
-            "received {received}, loaded {}, duplicates {}, rejected {}, deleted {}, delete failures {}, {:.2} s, {:.0} messages/s",
+            "received {received}, loaded {}, duplicates {}, rejected {}, released {}, {acked} {}, delete failures {}, {:.2} s, {:.0} messages/s",
             self.get(|c| &c.loaded),
             self.get(|c| &c.duplicates),
             self.get(|c| &c.rejected),
+            self.get(|c| &c.released),
             self.get(|c| &c.deleted),
             self.get(|c| &c.delete_failures),
             secs,
@@ -69,8 +76,13 @@ impl Counters {
     }
 }
 
-/// Logs a progress line every `interval` while there is news.
-pub fn spawn_progress(counters: Arc<Counters>, interval: Duration) -> tokio::task::JoinHandle<()> {
+/// Logs a progress line every `interval` while there is news, with the source's own words
+/// (`feeder load`: its position in the file and an ETA).
+pub fn spawn_progress(
+    counters: Arc<Counters>,
+    interval: Duration,
+    extra: impl Fn() -> Option<String> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let start = Instant::now();
         let mut last = u64::MAX;
@@ -78,11 +90,20 @@ pub fn spawn_progress(counters: Arc<Counters>, interval: Duration) -> tokio::tas
         tick.tick().await;
         loop {
             tick.tick().await;
+            let settled = counters.get(|c| &c.deleted)
+                + counters.get(|c| &c.released)
+                + counters.get(|c| &c.delete_failures);
+            let held = counters.get(|c| &c.received).saturating_sub(settled);
+            metrics::gauge!("feeder_in_flight").set(held as f64);
             let done = counters.get(|c| &c.loaded)
                 + counters.get(|c| &c.duplicates)
                 + counters.get(|c| &c.rejected);
             if done != last {
-                tracing::info!("progress: {}", counters.summary(start.elapsed()));
+                let summary = counters.summary(start.elapsed());
+                match extra() {
+                    Some(more) => tracing::info!("progress: {more}; {summary}"),
+                    None => tracing::info!("progress: {summary}"),
+                }
                 last = done;
             }
         }
@@ -105,6 +126,11 @@ pub async fn serve_metrics(addr: std::net::SocketAddr) -> std::io::Result<()> {
         "messages skipped: id already loaded or rejected"
     );
     metrics::describe_counter!("feeder_rejected_total", "messages kept in user_login_rejects");
+    metrics::describe_counter!(
+        "feeder_released_total",
+        "messages refused even as rejects: not acknowledged, left to the dead-letter queue"
+    );
+    metrics::describe_gauge!("feeder_receivers", "receive loops running (adaptive)");
     metrics::describe_counter!("feeder_deleted_total", "messages deleted from SQS after commit");
     metrics::describe_counter!(
         "feeder_delete_failures_total",
