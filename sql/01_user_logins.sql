@@ -23,19 +23,23 @@ COMMENT ON COLUMN user_logins.app_version IS
 COMMENT ON COLUMN user_logins.create_date IS 'UTC date of the SQS SentTimestamp (load date when absent)';
 
 -- Masking on every write path, whoever writes: INSERT, COPY, UPDATE, INSERT ... SELECT.
+-- ENABLE ALWAYS: it fires under session_replication_role = replica too (logical replication's
+-- apply, some bulk loaders), where an ordinary trigger would let plaintext through.
 CREATE OR REPLACE TRIGGER user_logins_mask
     BEFORE INSERT OR UPDATE ON user_logins
     FOR EACH ROW EXECUTE FUNCTION mask_columns('masked_ip', 'masked_device_id');
+ALTER TABLE user_logins ENABLE ALWAYS TRIGGER user_logins_mask;
 
 -- Every message that cannot become a row, kept whole but masked.
 CREATE TABLE IF NOT EXISTS user_login_rejects(
     message_id   text COLLATE "C" PRIMARY KEY,
     sent_at      timestamptz,
     rejected_at  timestamptz NOT NULL DEFAULT now(),
-    reason       text NOT NULL,   -- machine-readable: missing_field, invalid_json, wrong_type, ...
+    reason       text NOT NULL,   -- machine-readable: missing_field, invalid_json, database_error, ...
     detail       text NOT NULL,   -- which field, what was wrong; never the value
     payload      text             -- the whole body as a pg_mask token: unmask_pii(payload)
 );
 CREATE OR REPLACE TRIGGER user_login_rejects_mask
     BEFORE INSERT OR UPDATE ON user_login_rejects
     FOR EACH ROW EXECUTE FUNCTION mask_columns('payload');
+ALTER TABLE user_login_rejects ENABLE ALWAYS TRIGGER user_login_rejects_mask;

@@ -7,6 +7,7 @@
 pub mod corpus;
 pub mod emulator;
 pub mod feeder;
+pub mod tls;
 
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::Type;
@@ -84,14 +85,27 @@ impl TestDb {
         connect(&self.url)
     }
 
-    /// A login role with no privileges beyond PUBLIC's, dropped with the database.
+    /// A reader: a login role with SELECT on the tables and PUBLIC's default rights (TEMP
+    /// tables, EXECUTE on what PUBLIC may execute), dropped with the database.
     pub fn plain_role(&self) -> (String, Client) {
-        let role = unique("plain");
+        self.role("plain", "GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role};")
+    }
+
+    /// A loader, as the README sets up the feeder's role: INSERT on the ingest view, nothing
+    /// on the tables.
+    pub fn loader_role(&self) -> (String, Client) {
+        self.role("loader", "GRANT INSERT ON login_ingest TO {role};")
+    }
+
+    /// A login role with the grants in `grants` (`{role}` stands for its name).
+    pub fn role(&self, prefix: &str, grants: &str) -> (String, Client) {
+        let role = unique(prefix);
         let mut c = self.client();
         c.batch_execute(&format!(
-            "CREATE ROLE {role} LOGIN PASSWORD 'plain'; GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role};"
+            "CREATE ROLE {role} LOGIN PASSWORD 'plain'; {}",
+            grants.replace("{role}", &role)
         ))
-        .expect("create plain role");
+        .expect("create role");
         self.roles.borrow_mut().push(role.clone());
         let url = self.url.replacen("postgres:postgres@", &format!("{role}:plain@"), 1);
         (role.clone(), connect(&url))
@@ -128,56 +142,136 @@ pub fn key_lock() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Key settings for the duration of a test; the configured ones come back on drop.
-pub struct KeySettings;
+/// The server under test: where its files are and how to control it. The defaults are Debian's
+/// cluster 15/main on this machine; a server in a chroot (`scripts/pg-chroot.sh env N`) is
+/// described by `PG_MASK_TEST_*` variables, and every server-side path is then found under
+/// `PG_MASK_TEST_SERVER_ROOT` from the host.
+pub mod server {
+    use std::path::PathBuf;
+
+    fn var(name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+
+    /// The PostgreSQL major version.
+    pub fn major() -> u32 {
+        var("PG_MASK_TEST_PG_MAJOR").and_then(|v| v.parse().ok()).unwrap_or(15)
+    }
+
+    /// The cluster's configuration directory (a server-side path).
+    pub fn conf_dir() -> String {
+        var("PG_MASK_TEST_SERVER_CONF_DIR")
+            .unwrap_or_else(|| format!("/etc/postgresql/{}/main", major()))
+    }
+
+    /// The server log (a server-side path).
+    pub fn log() -> String {
+        var("PG_MASK_TEST_SERVER_LOG")
+            .unwrap_or_else(|| format!("/var/log/postgresql/postgresql-{}-main.log", major()))
+    }
+
+    /// Where a server-side path is, seen from here.
+    pub fn host_path(server_path: &str) -> PathBuf {
+        match var("PG_MASK_TEST_SERVER_ROOT") {
+            Some(root) => PathBuf::from(format!("{root}{server_path}")),
+            None => PathBuf::from(server_path),
+        }
+    }
+
+    /// A server-side path for a scratch file the server may read (a key file, a script).
+    pub fn scratch_path(name: &str) -> String {
+        format!("/tmp/{name}")
+    }
+
+    /// The command that controls the cluster, to which `start`, `stop` or `restart` is added.
+    pub fn ctl() -> Vec<String> {
+        var("PG_MASK_TEST_PG_CTL")
+            .map(|c| c.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_else(|| vec!["pg_ctlcluster".into(), major().to_string(), "main".into()])
+    }
+}
+
+/// Key settings for the duration of a test, written to a configuration file the cluster
+/// includes (`conf.d/`, read after postgresql.conf), since `ALTER SYSTEM` refuses
+/// `pg_mask.keys`. The configured ones come back on drop.
+pub struct KeySettings {
+    _file: ServerFile,
+}
 
 impl KeySettings {
-    /// Sets `pg_mask.keys` (with `pg_mask.key_file` emptied), reloads, and waits until this
-    /// backend's view of the settings has changed.
+    /// Sets `pg_mask.keys` (with the other key sources emptied), reloads, and waits until a new
+    /// connection sees it.
     pub fn keys(spec: &str) -> Self {
-        Self::apply(spec, "")
+        Self::apply(&format!("pg_mask.keys = '{spec}'\npg_mask.key_file = ''\npg_mask.key_command = ''\n"), !spec.is_empty(), false)
     }
 
-    /// Sets `pg_mask.key_file` (with `pg_mask.keys` emptied), reloads, and waits likewise.
+    /// Sets `pg_mask.key_file` (with the other key sources emptied), reloads, and waits likewise.
     pub fn key_file(path: &str) -> Self {
-        Self::apply("", path)
+        Self::apply(&format!("pg_mask.keys = ''\npg_mask.key_file = '{path}'\npg_mask.key_command = ''\n"), false, true)
     }
 
-    fn apply(keys: &str, key_file: &str) -> Self {
-        let mut a = admin();
-        // One statement per call: ALTER SYSTEM refuses to run in the implicit transaction of a
-        // multi-statement query.
-        for sql in [
-            format!("ALTER SYSTEM SET pg_mask.keys = '{keys}'"),
-            format!("ALTER SYSTEM SET pg_mask.key_file = '{key_file}'"),
-            "SELECT pg_reload_conf()".to_owned(),
-        ] {
-            a.batch_execute(&sql).expect("alter system");
-        }
-        wait_for_settings(if keys.is_empty() { "" } else { "(set)" }, !key_file.is_empty());
-        KeySettings
+    /// Sets `pg_mask.key_command` (with the other key sources emptied) and its timeout, reloads,
+    /// and waits likewise.
+    pub fn key_command(command: &str, timeout_seconds: u32) -> Self {
+        let conf = format!(
+            "pg_mask.keys = ''\npg_mask.key_file = ''\npg_mask.key_command = '{}'\npg_mask.key_command_timeout = {timeout_seconds}\n",
+            command.replace('\'', "''")
+        );
+        let file = ServerFile::new(
+            format!("{}/conf.d/zz-pg_mask-test.conf", server::conf_dir()),
+            "postgres",
+            "0600",
+            &conf,
+        );
+        reload();
+        wait_for(|c| {
+            let shown: String = c
+                .query_one("SELECT current_setting('pg_mask.key_command')", &[])
+                .map(|r| r.get(0))
+                .unwrap_or_default();
+            shown == "(set)"
+        });
+        KeySettings { _file: file }
+    }
+
+    fn apply(conf: &str, keys_set: bool, key_file_set: bool) -> Self {
+        let file = ServerFile::new(
+            format!("{}/conf.d/zz-pg_mask-test.conf", server::conf_dir()),
+            "postgres",
+            "0600",
+            conf,
+        );
+        reload();
+        wait_for_settings(if keys_set { "(set)" } else { "" }, key_file_set);
+        KeySettings { _file: file }
     }
 }
 
 impl Drop for KeySettings {
     fn drop(&mut self) {
-        let mut a = admin();
-        for sql in [
-            "ALTER SYSTEM RESET pg_mask.keys",
-            "ALTER SYSTEM RESET pg_mask.key_file",
-            "SELECT pg_reload_conf()",
-        ] {
-            let _ = a.batch_execute(sql);
-        }
+        // The file goes when `_file` drops, after this: remove it first, then reload.
+        let path = server::host_path(&format!("{}/conf.d/zz-pg_mask-test.conf", server::conf_dir()));
+        let _ = privileged("rm").arg("-f").arg(&path).status();
+        reload();
         wait_for_settings("", true);
     }
 }
 
-/// A reload is asynchronous: waits until a new connection sees `pg_mask.keys` shown as
-/// `keys_shown` and `pg_mask.key_file` set or not.
+/// `SELECT pg_reload_conf()`.
+pub fn reload() {
+    admin().batch_execute("SELECT pg_reload_conf()").expect("reload");
+}
+
+/// A reload is asynchronous: waits until a new connection satisfies `cond`.
+fn wait_for(mut cond: impl FnMut(&mut Client) -> bool) {
+    let ok = wait_until(Duration::from_secs(10), || cond(&mut admin()));
+    assert!(ok, "the server did not apply the key settings within 10 s");
+}
+
+/// Waits until a new connection sees `pg_mask.keys` shown as `keys_shown` and
+/// `pg_mask.key_file` set or not.
 fn wait_for_settings(keys_shown: &str, key_file_set: bool) {
-    let ok = wait_until(Duration::from_secs(10), || {
-        let mut c = admin();
+    wait_for(|c| {
         let row = c
             .query_one(
                 "SELECT current_setting('pg_mask.keys'), current_setting('pg_mask.key_file') <> ''",
@@ -186,7 +280,6 @@ fn wait_for_settings(keys_shown: &str, key_file_set: bool) {
             .expect("read settings");
         row.get::<_, String>(0) == keys_shown && row.get::<_, bool>(1) == key_file_set
     });
-    assert!(ok, "the server did not apply the key settings within 10 s");
 }
 
 /// The SQLSTATE of a failed statement, or panics if it succeeded.
@@ -294,13 +387,14 @@ pub struct ServerFile {
 }
 
 impl ServerFile {
+    /// `server_path` is the path the server sees (under `PG_MASK_TEST_SERVER_ROOT` from here).
     pub fn new(
-        path: impl Into<std::path::PathBuf>,
+        server_path: impl AsRef<str>,
         owner: &'static str,
         mode: &'static str,
         content: &str,
     ) -> Self {
-        let file = ServerFile { path: path.into(), owner, mode };
+        let file = ServerFile { path: server::host_path(server_path.as_ref()), owner, mode };
         file.write(content);
         file
     }
@@ -336,11 +430,9 @@ fn privileged(program: &str) -> std::process::Command {
     }
 }
 
-/// Runs `pg_ctlcluster 15 main <action>` (as root, or through `sudo -n`).
-pub fn pg_ctlcluster(action: &str) {
-    let status = privileged("pg_ctlcluster")
-        .args(["15", "main", action])
-        .status()
-        .expect("run pg_ctlcluster");
-    assert!(status.success(), "pg_ctlcluster 15 main {action} failed");
+/// Starts, stops or restarts the server under test (as root, or through `sudo -n`).
+pub fn pg_ctl(action: &str) {
+    let ctl = server::ctl();
+    let status = privileged(&ctl[0]).args(&ctl[1..]).arg(action).status().expect("run pg_ctl");
+    assert!(status.success(), "{} {action} failed", ctl.join(" "));
 }

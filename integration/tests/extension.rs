@@ -111,9 +111,9 @@ fn rotation_keeps_old_tokens_readable_and_remask_moves_them() {
 fn a_changed_key_file_is_read_again_from_the_next_transaction() {
     let _lock = key_lock();
     let db = TestDb::new("ext");
-    let path = std::env::temp_dir().join(format!("{}.keys", unique("key_file")));
+    let path = server::scratch_path(&format!("{}.keys", unique("key_file")));
     let file = ServerFile::new(&path, "postgres", "0600", K1);
-    let _k = KeySettings::key_file(&path.display().to_string());
+    let _k = KeySettings::key_file(&path);
     let mut c = db.client();
     let mut tx = c.transaction().expect("begin");
     let mask = |tx: &mut postgres::Transaction<'_>| -> String {
@@ -181,7 +181,9 @@ fn plain_roles_cannot_see_keys_or_unmask_until_granted() {
         db.client().batch_execute(&format!("ALTER ROLE {role} SET pg_mask.keys = '{K1}'")),
     );
     assert_eq!(code, "55P02");
-    let token: String = one(&mut plain, "SELECT mask_pii('172.16.0.1')");
+    let (code, _) = sqlstate(plain.query_one("SELECT mask_pii('172.16.0.1')", &[]));
+    assert_eq!(code, "42501", "mask_pii is a lookup right, not PUBLIC's");
+    let token: String = one(&mut db.client(), "SELECT mask_pii('172.16.0.1')");
     let (code, _) = sqlstate(plain.query_one("SELECT unmask_pii($1)", &[&token]));
     assert_eq!(code, "42501");
     db.client()
@@ -280,8 +282,12 @@ fn privileges_hold_after_alter_extension_update_and_no_role_setting_holds_a_key(
     // does so without the install script's REVOKEs, so only privileges that survive the
     // update itself can pass.
     let sharedir: String = one(&mut c, "SELECT setting FROM pg_config WHERE name = 'SHAREDIR'");
-    let installed = std::fs::read_to_string(format!("{sharedir}/extension/pg_mask--0.1.0.sql"))
-        .expect("installed extension script");
+    let version: String =
+        one(&mut c, "SELECT extversion FROM pg_extension WHERE extname = 'pg_mask'");
+    let installed = std::fs::read_to_string(server::host_path(&format!(
+        "{sharedir}/extension/pg_mask--{version}.sql"
+    )))
+    .expect("installed extension script");
     let update: String = installed
         .lines()
         .filter(|l| !l.starts_with("REVOKE"))
@@ -290,15 +296,16 @@ fn privileges_hold_after_alter_extension_update_and_no_role_setting_holds_a_key(
         .collect::<Vec<_>>()
         .join("\n");
     let _script = ServerFile::new(
-        format!("{sharedir}/extension/pg_mask--0.1.0--0.1.0-update-test.sql"),
+        format!("{sharedir}/extension/pg_mask--{version}--{version}-update-test.sql"),
         "root",
         "0644",
         &update,
     );
-    c.batch_execute("ALTER EXTENSION pg_mask UPDATE TO '0.1.0-update-test'").expect("update");
-    let version: String =
+    c.batch_execute(&format!("ALTER EXTENSION pg_mask UPDATE TO '{version}-update-test'"))
+        .expect("update");
+    let updated: String =
         one(&mut c, "SELECT extversion FROM pg_extension WHERE extname = 'pg_mask'");
-    assert_eq!(version, "0.1.0-update-test");
+    assert_eq!(updated, format!("{version}-update-test"));
 
     let token: String = one(&mut c, "SELECT mask_pii('10.0.0.1')");
     let (_, mut plain) = db.plain_role();

@@ -116,7 +116,7 @@ fn reliability_suite() {
                 "{}",
                 f.log_text()
             );
-            pg_ctlcluster("restart");
+            pg_ctl("restart");
             restarts += 1;
         }
         let (status, log) = f.wait(Duration::from_secs(180));
@@ -307,9 +307,7 @@ fn reliability_suite() {
         drop(control);
         a.batch_execute("CHECKPOINT").expect("checkpoint");
         let data_dir: String = a.query_one("SHOW data_directory", &[]).expect("q").get(0);
-        let log_file = "/var/log/postgresql/postgresql-15-main.log".to_owned();
-        let mut roots =
-            vec![std::path::PathBuf::from(&data_dir), std::path::PathBuf::from(&log_file)];
+        let mut roots = vec![server::host_path(&data_dir), server::host_path(&server::log())];
         roots.extend(logs.iter().cloned());
         // Positive control: user ids are stored in clear by design, so the same search must find
         // them; otherwise it is not really reading the tables and the WAL.

@@ -1,43 +1,71 @@
-//! pg_mask's error type: one variant per thing that can go wrong, each with its SQLSTATE, a
+//! pg_mask's error type: one variant per thing that can go wrong, each with its own SQLSTATE, a
 //! one-line message that says what to fix, and a hint where one helps.
 //!
-//! Messages name settings, key ids, tables and columns, never key material or a value being
-//! masked or unmasked: they reach clients and the server log.
+//! The SQLSTATE classes are chosen for the loader that reads them: a configuration problem is
+//! class 42 or 55 (nothing a message can fix: stop, or wait for the operator), a problem with
+//! one message's data is class 22 or 23 (isolate that message). Messages name settings, key
+//! ids, tables and columns, never key material or a value being masked or unmasked: they reach
+//! clients and the server log.
 
+use crate::pg::subxact::Caught;
 use pg_mask_core::{KeyRingError, TokenError};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::{PgLogLevel, PgSqlErrorCode};
 
-const KEY_HINT: &str =
-    "Set pg_mask.keys (or pg_mask.key_file) in postgresql.conf or with ALTER SYSTEM, \
-then SELECT pg_reload_conf(). SELECT generate_mask_key('k1') makes a key.";
+const KEY_HINT: &str = "Put the key ring in a file outside the data directory (mode 0600, owned by \
+the server's OS user), set pg_mask.key_file in postgresql.conf, then SELECT pg_reload_conf(). \
+See the README's \"Keys\" section.";
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum MaskError {
     #[error("pg_mask must be loaded through shared_preload_libraries")]
     NotPreloaded,
-    #[error("pg_mask has no key: pg_mask.keys and pg_mask.key_file are both empty")]
+    #[error("pg_mask has no key: pg_mask.keys, pg_mask.key_file and pg_mask.key_command are all empty")]
     NoKey,
-    #[error("pg_mask.keys and pg_mask.key_file are both set; set only one")]
-    BothKeySources,
+    #[error("more than one of pg_mask.keys, pg_mask.key_file and pg_mask.key_command is set; set exactly one")]
+    MoreThanOneKeySource,
     #[error("invalid pg_mask.keys: {0}")]
     BadKeys(KeyRingError),
     #[error("invalid pg_mask.key_file \"{path}\": {problem}")]
     BadKeyFile { path: String, problem: String },
+    #[error("pg_mask.key_command {0}")]
+    KeyCommandFailed(String),
     #[error("{0}")]
     Token(#[from] TokenError),
-    #[error("{0}")]
-    Trigger(String),
+    #[error("{what} is {bytes} bytes; its token would exceed PostgreSQL's 1 GB limit for a value")]
+    TooLargeToMask { what: &'static str, bytes: usize },
+    #[error("{function} must be {expected}")]
+    WrongTriggerUse { function: &'static str, expected: &'static str },
+    #[error("{function}: {problem}")]
+    BadTriggerArguments { function: &'static str, problem: String },
     #[error("mask_columns: column \"{column}\" of \"{table}\" does not exist")]
     UnknownColumn { table: String, column: String },
     #[error("mask_columns: column \"{column}\" of \"{table}\" is {type_name}; only text and varchar columns can be masked")]
     NotText { table: String, column: String, type_name: String },
     #[error("mask_columns: the token for column \"{column}\" would be {len} characters, but the column allows {max}")]
     TokenTooLong { column: String, len: usize, max: usize },
+    #[error("ingest: an ingest view must have the columns (message_id text, sent_at timestamptz, body text[, database_error text])")]
+    BadViewShape,
+    #[error("ingest: table {name} (the {role} table named by the ingest view's trigger) does not exist")]
+    MissingTable { role: &'static str, name: String },
+    #[error("ingest: table {table} has no column \"{column}\"")]
+    MissingColumn { table: String, column: String },
+    #[error("ingest: table {table} needs a unique index on message_id (or on message_id and its partition key) so that a redelivered message is skipped")]
+    NoArbiterIndex { table: String },
+    #[error("ingest: cannot load into {view} while session_replication_role is replica: its INSTEAD OF triggers would not fire and nothing would be stored")]
+    ReplicaRole { view: String },
     #[error("ingest: message_id must not be null")]
     NullMessageId,
     #[error("ingest: rows are buffered but were never written; the view needs an AFTER INSERT FOR EACH STATEMENT trigger that runs ingest_flush()")]
     Unflushed,
+    #[error("ingest: writing to {table} failed: {reason}")]
+    Refused {
+        code: PgSqlErrorCode,
+        table: String,
+        reason: String,
+        /// `constraint "x"`, `column "x"` or `table "x"`: a name, never a value.
+        object: Option<String>,
+    },
     #[error("ingest: could not write a batch: {0}")]
     Spi(String),
 }
@@ -46,34 +74,50 @@ impl MaskError {
     fn sqlstate(&self) -> PgSqlErrorCode {
         use PgSqlErrorCode::*;
         match self {
-            MaskError::NotPreloaded => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            MaskError::NoKey | MaskError::BothKeySources => {
-                ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
-            }
+            MaskError::NotPreloaded
+            | MaskError::NoKey
+            | MaskError::MoreThanOneKeySource
+            | MaskError::KeyCommandFailed(_)
+            | MaskError::ReplicaRole { .. }
+            | MaskError::Unflushed => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             MaskError::BadKeys(_) | MaskError::BadKeyFile { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
             MaskError::Token(TokenError::Malformed) => ERRCODE_INVALID_TEXT_REPRESENTATION,
             MaskError::Token(TokenError::UnknownKey(_)) => ERRCODE_INVALID_PARAMETER_VALUE,
             MaskError::Token(TokenError::Authentication) => ERRCODE_DATA_CORRUPTED,
             MaskError::Token(TokenError::NotText) => ERRCODE_CHARACTER_NOT_IN_REPERTOIRE,
-            MaskError::Trigger(_) => ERRCODE_TRIGGERED_ACTION_EXCEPTION,
-            MaskError::UnknownColumn { .. } => ERRCODE_UNDEFINED_COLUMN,
+            MaskError::TooLargeToMask { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            MaskError::WrongTriggerUse { .. } => ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
+            MaskError::BadTriggerArguments { .. } | MaskError::BadViewShape => {
+                ERRCODE_INVALID_OBJECT_DEFINITION
+            }
+            MaskError::UnknownColumn { .. } | MaskError::MissingColumn { .. } => {
+                ERRCODE_UNDEFINED_COLUMN
+            }
             MaskError::NotText { .. } => ERRCODE_DATATYPE_MISMATCH,
             MaskError::TokenTooLong { .. } => ERRCODE_STRING_DATA_RIGHT_TRUNCATION,
+            MaskError::MissingTable { .. } => ERRCODE_UNDEFINED_TABLE,
+            MaskError::NoArbiterIndex { .. } => ERRCODE_INVALID_COLUMN_REFERENCE,
             MaskError::NullMessageId => ERRCODE_NOT_NULL_VIOLATION,
-            MaskError::Unflushed => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            MaskError::Refused { code, .. } => *code,
             MaskError::Spi(_) => ERRCODE_INTERNAL_ERROR,
         }
     }
 
     fn hint(&self) -> Option<&'static str> {
         match self {
+            MaskError::Refused { code, .. } if !refused_by_the_data(*code) => None,
             MaskError::NotPreloaded => Some(
                 "Add pg_mask to shared_preload_libraries in postgresql.conf and restart the server; \
                  without it the key settings are unprotected placeholders.",
             ),
-            MaskError::NoKey | MaskError::BadKeys(_) | MaskError::BothKeySources => Some(KEY_HINT),
+            MaskError::NoKey | MaskError::BadKeys(_) | MaskError::MoreThanOneKeySource => {
+                Some(KEY_HINT)
+            }
             MaskError::BadKeyFile { .. } => Some(
                 "The file must hold key_id:base64_key entries, be owned by the server's OS user and have mode 0600.",
+            ),
+            MaskError::KeyCommandFailed(_) => Some(
+                "Fix the command (the server log has its standard error), then SELECT pg_reload_conf() to run it again.",
             ),
             MaskError::Token(TokenError::UnknownKey(_)) => {
                 Some("Add the retired key back to the end of the key ring to unmask old tokens.")
@@ -81,8 +125,49 @@ impl MaskError {
             MaskError::TokenTooLong { .. } => {
                 Some("Widen the column or use a shorter key id; see the token length formula in the README.")
             }
+            MaskError::ReplicaRole { .. } => {
+                Some("SET session_replication_role = origin for the load.")
+            }
+            MaskError::Refused { .. } => Some(
+                "The feeder isolates such a message and stores it as a database_error reject; \
+                 a plain COPY must leave it out.",
+            ),
             _ => None,
         }
+    }
+
+    fn detail(&self) -> Option<String> {
+        match self {
+            MaskError::Refused { object: Some(object), .. } => Some(object.clone()),
+            _ => None,
+        }
+    }
+
+    /// The error an ingest target's table raised, without anything that could hold a value: the
+    /// SQLSTATE, the server's own message where it names only objects, and the name of the
+    /// constraint, column or table. (PostgreSQL's DETAIL, "Failing row contains (…)", would hand a
+    /// loader the tokens of the values it sent.)
+    pub fn refused(table: &str, caught: &Caught) -> MaskError {
+        let fields = caught.fields.as_ref();
+        let class = fields.map(|f| f.sqlstate_text()).unwrap_or_default();
+        // Messages of these classes, from the server itself, name relations, constraints,
+        // columns, functions and types, never values.
+        let names_only =
+            matches!(&class.get(..2), Some("0A" | "23" | "25" | "40" | "42" | "53" | "54" | "55" | "57"))
+                || class == "22001";
+        let reason = match fields.and_then(|f| f.message.clone()) {
+            Some(m) if names_only && fields.is_some_and(|f| f.raised_by_the_server()) => m,
+            _ => format!("SQLSTATE {}", if class.is_empty() { "XX000" } else { &class }),
+        };
+        let object = fields.and_then(|f| {
+            let quoted = |kind: &str, name: &Option<String>| {
+                name.as_ref().map(|n| format!("{kind} \"{}\"", n.replace('"', "")))
+            };
+            quoted("constraint", &f.constraint)
+                .or_else(|| quoted("column", &f.column))
+                .or_else(|| quoted("table", &f.table))
+        });
+        MaskError::Refused { code: caught.code, table: table.to_owned(), reason, object }
     }
 
     /// Raises this error as a PostgreSQL ERROR; never returns.
@@ -91,9 +176,24 @@ impl MaskError {
         if let Some(hint) = self.hint() {
             report = report.set_hint(hint);
         }
+        if let Some(detail) = self.detail() {
+            report = report.set_detail(detail);
+        }
         report.report(PgLogLevel::ERROR);
         unreachable!("ereport(ERROR) does not return")
     }
+}
+
+/// Whether an error a table raised is about the rows (a constraint, a partition bound, a value,
+/// a timeout) rather than the setup: a loader can isolate the message that caused it.
+fn refused_by_the_data(code: PgSqlErrorCode) -> bool {
+    use PgSqlErrorCode::*;
+    let class_of = |c: PgSqlErrorCode| c as i32 & 0xfff;
+    let class = class_of(code);
+    [ERRCODE_DATA_EXCEPTION, ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION, ERRCODE_WITH_CHECK_OPTION_VIOLATION, ERRCODE_PROGRAM_LIMIT_EXCEEDED]
+        .into_iter()
+        .any(|c| class_of(c) == class)
+        || code == ERRCODE_QUERY_CANCELED
 }
 
 /// `result.or_report()`: the value, or the error raised as a PostgreSQL ERROR.

@@ -1,30 +1,34 @@
 //! pg_mask: deterministic, reversible PII masking inside PostgreSQL, and a masked ingest path
 //! for JSON events.
 //!
-//! Layout: [`guc`] (settings), [`keys`] (the cached key ring), [`error`] (SQLSTATEs and
-//! messages), [`functions`] (mask_pii & co.), [`mask_trigger`] (`mask_columns`), [`ingest`] (the
-//! COPY-into-a-view ingest path), [`xact`] (once-per-transaction checks). The cryptography and
-//! the token format live in `pg_mask_core`, which has no PostgreSQL types; this crate is glue.
+//! Layout: [`settings`] (every setting), [`keys`] (the key ring and where it comes from),
+//! [`error`] (SQLSTATEs and messages), [`functions`] (mask_pii & co. and their privileges),
+//! [`mask_trigger`] (`mask_columns`), [`ingest`] (the COPY-into-a-view ingest path), and [`pg`],
+//! the only module that touches PostgreSQL through `unsafe`. The cryptography, the token format,
+//! the login validation and the column description live in `pg_mask_core`, which has no
+//! PostgreSQL types; this crate is glue.
 
 use pgrx::prelude::*;
 
-mod attributes;
 mod error;
 mod functions;
-mod guc;
 mod ingest;
 mod keys;
 mod mask_trigger;
-mod text;
-mod xact;
+mod pg;
+mod settings;
 
 ::pgrx::pg_module_magic!(name, version);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    // keys first: it reserves shared memory, which is only possible while preloading, before the
+    // key command's setting is defined (its check hook runs the command).
     keys::init();
-    xact::init();
-    guc::init();
+    pg::xact::init();
+    pg::inval::init();
+    pg::hooks::init();
+    settings::init();
     ingest::init();
 }
 

@@ -7,12 +7,16 @@
 //!
 //! This module owns the parsed keys and their cipher instances (the AES key schedule is done
 //! once here, not per call). It must never reveal key bytes: `KeyRing`'s `Debug` lists key ids
-//! only, and errors point at entry numbers and key ids.
+//! only, and errors point at entry numbers and key ids. Key bytes are wiped as soon as the
+//! ciphers hold them, and the ciphers wipe their round keys when a ring is dropped (the `aes`
+//! and `polyval` crates' `zeroize` feature). [`redact_key_material`] finds key entries in any
+//! text, so that what PostgreSQL logs can be scrubbed of them.
 
 use crate::siv::FixedNonceSiv;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;
 use std::fmt;
+use zeroize::{Zeroize, Zeroizing};
 
 /// Length of an AES-256 key.
 pub const KEY_BYTES: usize = 32;
@@ -82,6 +86,7 @@ impl KeyRing {
             }
             let bytes = decode_key(b64)
                 .ok_or_else(|| KeyRingError::BadBase64 { entry: entry_no, kid: kid.to_owned() })?;
+            let bytes = Zeroizing::new(bytes);
             if bytes.len() != KEY_BYTES {
                 return Err(KeyRingError::BadLength {
                     entry: entry_no,
@@ -92,12 +97,13 @@ impl KeyRing {
             if keys.iter().any(|k| k.id == kid) {
                 return Err(KeyRingError::DuplicateKeyId { kid: kid.to_owned() });
             }
-            let key: [u8; KEY_BYTES] = bytes.as_slice().try_into().map_err(|_| {
+            let mut key: [u8; KEY_BYTES] = bytes.as_slice().try_into().map_err(|_| {
                 KeyRingError::BadLength { entry: entry_no, kid: kid.to_owned(), len: bytes.len() }
             })?;
             let aad = crate::token::associated_data(kid);
-            let cipher = FixedNonceSiv::new(&key, crate::token::NONCE, aad.as_bytes())
-                .ok_or(KeyRingError::SelfTest)?;
+            let cipher = FixedNonceSiv::new(&key, crate::token::NONCE, aad.as_bytes());
+            key.zeroize();
+            let cipher = cipher.ok_or(KeyRingError::SelfTest)?;
             keys.push(Key { id: kid.to_owned(), cipher });
         }
         if keys.is_empty() {
@@ -134,9 +140,56 @@ pub fn generate_entry(kid: &str) -> Result<String, KeyRingError> {
     if !is_valid_key_id(kid) {
         return Err(KeyRingError::BadKeyId { entry: 1 });
     }
-    let mut key = [0u8; KEY_BYTES];
-    getrandom::getrandom(&mut key).map_err(|_| KeyRingError::Random)?;
-    Ok(format!("{kid}:{}", STANDARD.encode(key)))
+    let mut key = Zeroizing::new([0u8; KEY_BYTES]);
+    getrandom::getrandom(key.as_mut()).map_err(|_| KeyRingError::Random)?;
+    Ok(format!("{kid}:{}", STANDARD.encode(key.as_ref())))
+}
+
+/// Base64 characters of a 32-byte key without padding (standard or URL-safe alphabet).
+const KEY_B64_CHARS: usize = 43;
+
+/// `text` with the key of every key-ring entry in it (`kid:base64key`, spaces allowed around
+/// the colon) replaced by `<redacted>`; `None` if it holds none. For scrubbing what the server
+/// logs (a statement, a "parameter changed" line) of keys an operator typed where they should
+/// not have.
+pub fn redact_key_material(text: &str) -> Option<String> {
+    let b = text.as_bytes();
+    let is_id = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'-';
+    let is_b64 = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'_' | b'-');
+    let mut out = String::new();
+    let mut copied = 0;
+    for colon in b.iter().enumerate().filter(|(_, &c)| c == b':').map(|(i, _)| i) {
+        if colon < copied {
+            continue;
+        }
+        let mut id_end = colon;
+        while id_end > 0 && b[id_end - 1] == b' ' {
+            id_end -= 1;
+        }
+        if id_end == 0 || !is_id(b[id_end - 1]) {
+            continue;
+        }
+        let mut start = colon + 1;
+        while start < b.len() && b[start] == b' ' {
+            start += 1;
+        }
+        let run = b[start..].iter().take_while(|&&c| is_b64(c)).count();
+        if run != KEY_B64_CHARS {
+            continue;
+        }
+        let mut end = start + run;
+        if b.get(end) == Some(&b'=') {
+            end += 1;
+        }
+        // Byte offsets next to ASCII characters are character boundaries.
+        out.push_str(&text[copied..start]);
+        out.push_str("<redacted>");
+        copied = end;
+    }
+    (copied > 0).then(|| {
+        out.push_str(&text[copied..]);
+        out
+    })
 }
 
 #[cfg(test)]
@@ -190,6 +243,23 @@ mod tests {
         let shown = format!("{ring:?}");
         assert!(shown.contains("k1"));
         assert!(!shown.contains("AAECAwQF"));
+    }
+
+    #[test]
+    fn key_material_is_found_and_redacted_anywhere() {
+        let line = format!("ALTER SYSTEM SET pg_mask.keys = '{K1}, {K0}'");
+        let redacted = redact_key_material(&line).expect("found");
+        assert_eq!(redacted, "ALTER SYSTEM SET pg_mask.keys = 'k1:<redacted>, k0:<redacted>'");
+        let spaced = "keys: k2 : HxweHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE=";
+        assert_eq!(redact_key_material(spaced).as_deref(), Some("keys: k2 : <redacted>"));
+        let url_safe = "k3:HxweHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE";
+        assert_eq!(redact_key_material(url_safe).as_deref(), Some("k3:<redacted>"));
+        for clean in ["", "parameter \"pg_mask.keys\" cannot be changed now", "a:b", "12:30:45",
+                      "pm1.k1.Mf10RWUpNagzbi-m6rWBqA-P8KOhPRLj_sNmDLTExA"] {
+            assert_eq!(redact_key_material(clean), None, "{clean}");
+        }
+        let generated = generate_entry("k9").expect("ok");
+        assert_eq!(redact_key_material(&generated).as_deref(), Some("k9:<redacted>"));
     }
 
     #[test]

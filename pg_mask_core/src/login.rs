@@ -1,67 +1,121 @@
 //! Validation of one SQS login-event body into the `user_logins` columns.
 //!
-//! Policy, set by the real data (`data/sample_messages.jsonl`):
+//! Which fields exist, which column each fills and how it is stored comes from
+//! [`crate::schema::FIELDS`]; this module only knows the rules. Policy, set by the real data
+//! (`data/sample_messages.jsonl`):
 //! - the body is one JSON object; unknown extra fields are ignored: skipped by the JSON reader
 //!   without being decoded, so their nesting depth and the surrogate pairs in their strings'
 //!   `\u` escapes are not checked (those in the known fields are);
-//! - `user_id` is required and non-empty; every other field may be missing or `null`;
+//! - a required field (`user_id`) must be present and non-empty; every other field may be
+//!   missing or `null`;
 //! - every field that is present must be a JSON string (numbers, booleans, arrays and objects
 //!   where a string belongs are rejected, not coerced);
 //! - a field given twice is rejected (which one would be meant is ambiguous);
-//! - lengths fit the columns: `user_id` 128, `device_type` 32, `locale` 32 characters; `ip` and
-//!   `device_id` at most the caller's limit in bytes (so that their tokens fit `varchar(256)`);
+//! - lengths fit the columns: text fields in characters, masked fields in bytes (so that their
+//!   tokens fit the column), as [`Limits`] says;
 //! - text may not contain U+0000 (PostgreSQL text cannot hold it);
-//! - `app_version` must encode (see [`crate::app_version`]).
+//! - a version field must encode (see [`crate::app_version`]).
 //!
 //! A reject's `detail` names the field and the rule, never the value: rejects are stored and
 //! logged, and the value may be personal data.
 
 use crate::app_version;
+use crate::schema::{self, Kind, SqlType, FIELDS, N};
+use crate::token::max_plaintext_len;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use std::borrow::Cow;
 use std::fmt;
 
-/// Column limits the validation enforces.
-#[derive(Debug, Clone, Copy)]
+/// The longest value each field may have: characters for a text field, bytes for a masked one
+/// (the longest plaintext whose token still fits its column); `usize::MAX` for no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    pub user_id_chars: usize,
-    pub device_type_chars: usize,
-    pub locale_chars: usize,
-    /// Longest `ip` / `device_id` in bytes whose token still fits its column.
-    pub masked_bytes: usize,
+    pub max: [usize; N],
 }
 
 impl Limits {
-    /// The reference `user_logins` table, with the masked-value limit supplied by the caller.
-    pub const fn user_logins(masked_bytes: usize) -> Self {
-        Limits { user_id_chars: 128, device_type_chars: 32, locale_chars: 32, masked_bytes }
+    /// Limits for columns of these widths in characters (`None`: text or unbounded varchar),
+    /// with tokens made under a key id of `kid_len` characters.
+    pub fn for_columns(widths: &[Option<usize>; N], kid_len: usize) -> Self {
+        let mut max = [usize::MAX; N];
+        for (i, f) in FIELDS.iter().enumerate() {
+            max[i] = match (f.kind, widths[i]) {
+                (_, None) | (Kind::Version, _) => usize::MAX,
+                (Kind::Text, Some(w)) => w,
+                (Kind::Masked, Some(w)) => max_plaintext_len(kid_len, w),
+            };
+        }
+        Limits { max }
+    }
+
+    /// The limits of the reference `user_logins` table (`sql/01_user_logins.sql`).
+    pub fn reference(kid_len: usize) -> Self {
+        let widths = FIELDS.map(|f| match f.sql_type {
+            SqlType::Varchar(n) => Some(n),
+            SqlType::Integer => None,
+        });
+        Self::for_columns(&widths, kid_len)
     }
 }
 
-/// A valid login event, borrowing from the body where JSON escapes allow. Its `Debug` output
-/// hides `ip` and `device_id`.
+/// One validated field value.
 #[derive(Clone, PartialEq, Eq)]
-pub struct LoginEvent<'a> {
-    pub user_id: Cow<'a, str>,
-    pub device_type: Option<Cow<'a, str>>,
-    pub ip: Option<Cow<'a, str>>,
-    pub locale: Option<Cow<'a, str>>,
-    pub device_id: Option<Cow<'a, str>>,
-    pub app_version: Option<i32>,
+pub enum Value<'a> {
+    /// A text or masked field, borrowing from the body where JSON escapes allow. A masked
+    /// field's value is still plaintext here: the caller masks it.
+    Text(Cow<'a, str>),
+    /// An encoded version.
+    Int(i32),
 }
 
-impl std::fmt::Debug for LoginEvent<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let hidden = |v: &Option<Cow<'_, str>>| v.as_ref().map(|_| "<personal data>");
-        f.debug_struct("LoginEvent")
-            .field("user_id", &self.user_id)
-            .field("device_type", &self.device_type)
-            .field("ip", &hidden(&self.ip))
-            .field("locale", &self.locale)
-            .field("device_id", &hidden(&self.device_id))
-            .field("app_version", &self.app_version)
-            .finish()
+impl Value<'_> {
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Value::Text(t) => Some(t),
+            Value::Int(_) => None,
+        }
+    }
+
+    pub fn as_int(&self) -> Option<i32> {
+        match self {
+            Value::Int(v) => Some(*v),
+            Value::Text(_) => None,
+        }
+    }
+}
+
+/// A valid login event: one optional value per [`FIELDS`] entry, in that order. Its `Debug`
+/// output hides the masked fields.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LoginEvent<'a> {
+    pub values: [Option<Value<'a>>; N],
+}
+
+impl<'a> LoginEvent<'a> {
+    /// The value of the field whose JSON key is `json`, as text.
+    pub fn text(&self, json: &str) -> Option<&str> {
+        schema::field_index(json).and_then(|i| self.values[i].as_ref()).and_then(Value::as_text)
+    }
+
+    /// The value of the field whose JSON key is `json`, as an encoded integer.
+    pub fn int(&self, json: &str) -> Option<i32> {
+        schema::field_index(json).and_then(|i| self.values[i].as_ref()).and_then(Value::as_int)
+    }
+}
+
+impl fmt::Debug for LoginEvent<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = f.debug_struct("LoginEvent");
+        for (field, value) in FIELDS.iter().zip(&self.values) {
+            match (field.kind, value) {
+                (_, None) => s.field(field.json, &None::<()>),
+                (Kind::Masked, Some(_)) => s.field(field.json, &"<personal data>"),
+                (_, Some(Value::Text(t))) => s.field(field.json, t),
+                (_, Some(Value::Int(v))) => s.field(field.json, v),
+            };
+        }
+        s.finish()
     }
 }
 
@@ -77,9 +131,26 @@ pub enum RejectReason {
     TooLong,
     InvalidText,
     InvalidAppVersion,
+    /// The database refused the message (a constraint, a partition bound, a timeout): set by the
+    /// loader through the ingest view, never by this validation.
+    DatabaseError,
 }
 
 impl RejectReason {
+    /// Every reason, for documentation and tests.
+    pub const ALL: [RejectReason; 10] = [
+        RejectReason::InvalidJson,
+        RejectReason::NotAnObject,
+        RejectReason::DuplicateField,
+        RejectReason::MissingField,
+        RejectReason::EmptyField,
+        RejectReason::WrongType,
+        RejectReason::TooLong,
+        RejectReason::InvalidText,
+        RejectReason::InvalidAppVersion,
+        RejectReason::DatabaseError,
+    ];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             RejectReason::InvalidJson => "invalid_json",
@@ -91,7 +162,13 @@ impl RejectReason {
             RejectReason::TooLong => "too_long",
             RejectReason::InvalidText => "invalid_text",
             RejectReason::InvalidAppVersion => "invalid_app_version",
+            RejectReason::DatabaseError => "database_error",
         }
+    }
+
+    /// The reason stored as `name`, if there is one.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == name)
     }
 }
 
@@ -103,7 +180,7 @@ pub struct Reject {
 }
 
 impl Reject {
-    fn new(reason: RejectReason, detail: impl Into<String>) -> Self {
+    pub fn new(reason: RejectReason, detail: impl Into<String>) -> Self {
         Reject { reason, detail: detail.into() }
     }
 }
@@ -127,25 +204,36 @@ pub fn parse<'a>(body: &'a str, limits: &Limits) -> Result<LoginEvent<'a>, Rejec
             format!("field {field} appears more than once"),
         ));
     }
-    let user_id = text("user_id", raw.user_id, limits.user_id_chars, Unit::Chars)?
-        .ok_or_else(|| Reject::new(RejectReason::MissingField, "missing field user_id"))?;
-    if user_id.is_empty() {
-        return Err(Reject::new(RejectReason::EmptyField, "field user_id is empty"));
+    let mut values: [Option<Value<'a>>; N] = Default::default();
+    for (i, (spec, found)) in FIELDS.iter().zip(raw.fields).enumerate() {
+        let unit = if spec.kind == Kind::Masked { Unit::Bytes } else { Unit::Chars };
+        let text = text(spec.json, found, limits.max[i], unit)?;
+        if spec.required {
+            match &text {
+                None => {
+                    return Err(Reject::new(
+                        RejectReason::MissingField,
+                        format!("missing field {}", spec.json),
+                    ))
+                }
+                Some(t) if t.is_empty() => {
+                    return Err(Reject::new(
+                        RejectReason::EmptyField,
+                        format!("field {} is empty", spec.json),
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        values[i] = match (spec.kind, text) {
+            (_, None) => None,
+            (Kind::Version, Some(v)) => Some(Value::Int(app_version::encode(&v).map_err(|e| {
+                Reject::new(RejectReason::InvalidAppVersion, format!("field {}: {e}", spec.json))
+            })?)),
+            (_, Some(t)) => Some(Value::Text(t)),
+        };
     }
-    let app_version = match text("app_version", raw.app_version, usize::MAX, Unit::Chars)? {
-        None => None,
-        Some(v) => Some(app_version::encode(&v).map_err(|e| {
-            Reject::new(RejectReason::InvalidAppVersion, format!("field app_version: {e}"))
-        })?),
-    };
-    Ok(LoginEvent {
-        user_id,
-        device_type: text("device_type", raw.device_type, limits.device_type_chars, Unit::Chars)?,
-        ip: text("ip", raw.ip, limits.masked_bytes, Unit::Bytes)?,
-        locale: text("locale", raw.locale, limits.locale_chars, Unit::Chars)?,
-        device_id: text("device_id", raw.device_id, limits.masked_bytes, Unit::Bytes)?,
-        app_version,
-    })
+    Ok(LoginEvent { values })
 }
 
 #[derive(Clone, Copy)]
@@ -204,12 +292,9 @@ enum Field<'a> {
 
 #[derive(Default)]
 struct RawLogin<'a> {
-    user_id: Field<'a>,
-    app_version: Field<'a>,
-    device_type: Field<'a>,
-    ip: Field<'a>,
-    locale: Field<'a>,
-    device_id: Field<'a>,
+    /// One slot per [`FIELDS`] entry.
+    fields: [Field<'a>; N],
+    /// The first known field found twice.
     duplicate: Option<&'static str>,
 }
 
@@ -303,18 +388,11 @@ impl<'de> Deserialize<'de> for Top<'de> {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut raw = RawLogin::default();
                 while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
-                    let (name, slot): (&'static str, &mut Field<'de>) = match key.as_ref() {
-                        "user_id" => ("user_id", &mut raw.user_id),
-                        "app_version" => ("app_version", &mut raw.app_version),
-                        "device_type" => ("device_type", &mut raw.device_type),
-                        "ip" => ("ip", &mut raw.ip),
-                        "locale" => ("locale", &mut raw.locale),
-                        "device_id" => ("device_id", &mut raw.device_id),
-                        _ => {
-                            map.next_value::<IgnoredAny>()?;
-                            continue;
-                        }
+                    let Some(i) = schema::field_index(&key) else {
+                        map.next_value::<IgnoredAny>()?;
+                        continue;
                     };
+                    let (name, slot) = (FIELDS[i].json, &mut raw.fields[i]);
                     let value = map.next_value::<Field<'de>>()?;
                     if matches!(slot, Field::Missing) {
                         *slot = value;
@@ -355,20 +433,23 @@ impl<'de> Deserialize<'de> for Top<'de> {
 mod tests {
     use super::*;
 
-    const LIMITS: Limits = Limits::user_logins(170);
+    fn limits() -> Limits {
+        Limits::reference(2)
+    }
 
     fn reject(body: &str) -> Reject {
-        parse(body, &LIMITS).expect_err("should be rejected")
+        parse(body, &limits()).expect_err("should be rejected")
     }
 
     #[test]
     fn sample_message_parses_and_borrows() {
         let body = r#"{"user_id": "424cdd21-063a-43a7-b91b-7ca1a833afae", "app_version": "2.3.0", "device_type": "android", "ip": "199.172.111.135", "locale": "RU", "device_id": "593-47-5928"}"#;
-        let e = parse(body, &LIMITS).expect("valid");
-        assert_eq!(e.user_id, "424cdd21-063a-43a7-b91b-7ca1a833afae");
-        assert!(matches!(e.ip, Some(Cow::Borrowed("199.172.111.135"))));
-        assert_eq!(e.app_version, Some(2_003_000));
-        assert_eq!(e.locale.as_deref(), Some("RU"));
+        let e = parse(body, &limits()).expect("valid");
+        assert_eq!(e.text("user_id"), Some("424cdd21-063a-43a7-b91b-7ca1a833afae"));
+        let ip = crate::schema::field_index("ip").expect("ip is a field");
+        assert!(matches!(e.values[ip], Some(Value::Text(Cow::Borrowed("199.172.111.135")))));
+        assert_eq!(e.int("app_version"), Some(2_003_000));
+        assert_eq!(e.text("locale"), Some("RU"));
         let shown = format!("{e:?}");
         assert!(
             !shown.contains("199.172") && !shown.contains("593-47"),
@@ -381,7 +462,7 @@ mod tests {
         let data = include_str!("../../data/sample_messages.jsonl");
         let (mut ok, mut bad) = (0, Vec::new());
         for line in data.lines() {
-            match parse(line, &LIMITS) {
+            match parse(line, &limits()) {
                 Ok(_) => ok += 1,
                 Err(r) => bad.push(r),
             }
@@ -392,10 +473,10 @@ mod tests {
 
     #[test]
     fn null_and_missing_optional_fields() {
-        let e = parse(r#"{"user_id":"u","locale":null}"#, &LIMITS).expect("valid");
-        assert_eq!(e.locale, None);
-        assert_eq!(e.ip, None);
-        assert_eq!(e.app_version, None);
+        let e = parse(r#"{"user_id":"u","locale":null}"#, &limits()).expect("valid");
+        assert_eq!(e.text("locale"), None);
+        assert_eq!(e.text("ip"), None);
+        assert_eq!(e.int("app_version"), None);
         assert_eq!(reject(r#"{"user_id":null}"#).reason, RejectReason::MissingField);
         assert_eq!(reject(r#"{"user_id":""}"#).reason, RejectReason::EmptyField);
     }
@@ -404,12 +485,12 @@ mod tests {
     fn escapes_unicode_and_extra_fields() {
         let e = parse(
             r#"{"user_id":"a\tb\u00e9\ud83e\udd80","ip":"1.2.3.4","extra":{"deep":[1,2,{"x":null}]}}"#,
-            &LIMITS,
+            &limits(),
         )
         .expect("valid");
-        assert_eq!(e.user_id, "a\tbé🦀");
-        let e = parse(r#"{"user\u005fid":"x'; DROP TABLE user_logins; --"}"#, &LIMITS).expect("ok");
-        assert_eq!(e.user_id, "x'; DROP TABLE user_logins; --");
+        assert_eq!(e.text("user_id"), Some("a\tbé🦀"));
+        let e = parse(r#"{"user\u005fid":"x'; DROP TABLE user_logins; --"}"#, &limits()).expect("ok");
+        assert_eq!(e.text("user_id"), Some("x'; DROP TABLE user_logins; --"));
     }
 
     #[test]
@@ -437,7 +518,7 @@ mod tests {
         ];
         for (body, reason) in cases {
             assert_eq!(
-                parse(body, &LIMITS).map(|_| ()).map_err(|r| r.reason),
+                parse(body, &limits()).map(|_| ()).map_err(|r| r.reason),
                 Err(reason),
                 "{body:?}"
             );
@@ -453,7 +534,7 @@ mod tests {
         let long_user = format!(r#"{{"user_id":"{}"}}"#, "é".repeat(129));
         assert_eq!(reject(&long_user).detail, "field user_id is 129 characters, limit 128");
         let fits = format!(r#"{{"user_id":"{}"}}"#, "é".repeat(128));
-        assert!(parse(&fits, &LIMITS).is_ok(), "128 two-byte characters fit varchar(128)");
+        assert!(parse(&fits, &limits()).is_ok(), "128 two-byte characters fit varchar(128)");
         let long_ip = format!(r#"{{"user_id":"u","ip":"{}"}}"#, "1".repeat(171));
         assert_eq!(reject(&long_ip).reason, RejectReason::TooLong);
         let long_dt = format!(r#"{{"user_id":"u","device_type":"{}"}}"#, "x".repeat(33));
@@ -464,7 +545,7 @@ mod tests {
     fn deep_nesting_and_huge_bodies_are_answers_not_crashes() {
         // Unknown fields are skipped without recursion, however deep.
         let deep = format!(r#"{{"user_id":"u","x":{}{}}}"#, "[".repeat(10_000), "]".repeat(10_000));
-        assert!(parse(&deep, &LIMITS).is_ok());
+        assert!(parse(&deep, &limits()).is_ok());
         let deep_ip =
             format!(r#"{{"user_id":"u","ip":{}{}}}"#, "[".repeat(10_000), "]".repeat(10_000));
         assert_eq!(reject(&deep_ip).reason, RejectReason::WrongType);
@@ -472,16 +553,39 @@ mod tests {
         assert_eq!(reject(&unbalanced).reason, RejectReason::InvalidJson);
         assert_eq!(reject(&"[".repeat(100_000)).reason, RejectReason::InvalidJson);
         let huge = format!(r#"{{"user_id":"u","pad":"{}"}}"#, "x".repeat(256 * 1024));
-        assert!(parse(&huge, &LIMITS).is_ok());
+        assert!(parse(&huge, &limits()).is_ok());
     }
 
     #[test]
     fn unknown_fields_are_skipped_not_decoded() {
         // Found by the login fuzz target, against serde_json's Value as the oracle: a lone
         // surrogate escape rejects a message only in a field the validation reads.
-        assert!(parse(r#"{"user_id":"u","x":"\ud800"}"#, &LIMITS).is_ok());
+        assert!(parse(r#"{"user_id":"u","x":"\ud800"}"#, &limits()).is_ok());
         assert_eq!(reject(r#"{"user_id":"u","ip":"\ud800"}"#).reason, RejectReason::InvalidJson);
         assert_eq!(reject(r#"{"user_id":"u","x":"\uZZZZ"}"#).reason, RejectReason::InvalidJson);
+    }
+
+    #[test]
+    fn limits_follow_the_column_widths() {
+        let reference = limits();
+        assert_eq!(reference.max[crate::schema::field_index("user_id").unwrap_or(0)], 128);
+        assert_eq!(reference.max[crate::schema::field_index("ip").unwrap_or(0)], 170);
+        let mut widths = [None; N];
+        widths[crate::schema::field_index("device_type").unwrap_or(0)] = Some(3);
+        let narrow = Limits::for_columns(&widths, 2);
+        assert_eq!(
+            parse(r#"{"user_id":"u","device_type":"ios"}"#, &narrow).map(|_| ()),
+            Ok(())
+        );
+        assert_eq!(
+            parse(r#"{"user_id":"u","device_type":"android"}"#, &narrow)
+                .map(|_| ())
+                .map_err(|r| r.reason),
+            Err(RejectReason::TooLong)
+        );
+        for reason in RejectReason::ALL {
+            assert_eq!(RejectReason::from_name(reason.as_str()), Some(reason));
+        }
     }
 
     #[test]

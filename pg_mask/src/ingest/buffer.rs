@@ -1,38 +1,94 @@
 //! The per-backend buffer between the row trigger and the flush, and the counters of what the
 //! current transaction loaded.
 //!
-//! The buffer only ever holds rows of the statement that is running (the statement trigger
-//! flushes it), so an aborted (sub)transaction simply empties it: a failed COPY must not leak
-//! its rows into the next statement. Counters are snapshotted at each subtransaction start and
-//! restored when it aborts. A commit with rows still buffered is refused, not silently lossy.
+//! The buffer keeps INSERT semantics. Each row remembers the (sub)transaction that buffered it;
+//! when a subtransaction aborts (a `ROLLBACK TO SAVEPOINT`, an error caught by a PL/pgSQL
+//! `EXCEPTION` block), exactly the rows it and its children buffered are dropped, and rows
+//! buffered before it began survive, as rows an INSERT had written would. Subtransaction ids
+//! grow, and while a subtransaction is open every newer one is its descendant, so "buffered at
+//! or after id N" is "buffered by N or its children". For the same reason a flush writes only
+//! the rows of the running subtransaction and its committed children ([`take_flushable`]): a
+//! row buffered by an outer level, written inside an inner subtransaction that then rolls back,
+//! would be lost.
+//!
+//! Rows are kept per ingest target, so two ingest views written in one statement each reach
+//! their own tables. Counters are snapshotted at each subtransaction start and restored when it
+//! aborts. A commit with rows still buffered is refused, not silently lossy.
 
 use super::target::Target;
 use crate::error::MaskError;
-use pgrx::datum::TimestampWithTimeZone;
-use pgrx::pg_sys;
+use crate::pg::xact::{self, Event, SubEvent, SubTransactionId};
+use pg_mask_core::login::RejectReason;
+use pg_mask_core::schema::N;
 use std::cell::RefCell;
 use std::rc::Rc;
 
+/// A field value ready to store: a token for a masked field.
+#[derive(Clone, Debug)]
+pub enum Stored {
+    Text(String),
+    Int(i32),
+}
+
 pub struct LoginRow {
     pub message_id: String,
-    pub sent_at: Option<TimestampWithTimeZone>,
-    pub user_id: String,
-    pub device_type: Option<String>,
-    /// Token, already masked.
-    pub ip: Option<String>,
-    pub locale: Option<String>,
-    /// Token, already masked.
-    pub device_id: Option<String>,
-    pub app_version: Option<i32>,
+    /// `timestamptz` microseconds since 2000; `None`: the load time.
+    pub sent_at: Option<i64>,
+    /// One per [`pg_mask_core::schema::FIELDS`] entry.
+    pub values: [Option<Stored>; N],
+    subxact: SubTransactionId,
 }
 
 pub struct RejectRow {
     pub message_id: String,
-    pub sent_at: Option<TimestampWithTimeZone>,
-    pub reason: &'static str,
+    pub sent_at: Option<i64>,
+    pub reason: RejectReason,
     pub detail: String,
-    /// The whole body as a token, already masked.
+    /// The whole body as a token; `None` if there was none or it was too large to keep.
     pub payload: Option<String>,
+    subxact: SubTransactionId,
+}
+
+impl LoginRow {
+    pub fn new(message_id: String, sent_at: Option<i64>, values: [Option<Stored>; N]) -> Self {
+        LoginRow { message_id, sent_at, values, subxact: xact::current_subtransaction() }
+    }
+
+    /// Bytes this row holds, for the flush threshold and the size of array parameters.
+    pub fn bytes(&self) -> usize {
+        let values: usize = self
+            .values
+            .iter()
+            .map(|v| match v {
+                Some(Stored::Text(t)) => t.len(),
+                _ => 8,
+            })
+            .sum();
+        self.message_id.len() + values + 64
+    }
+}
+
+impl RejectRow {
+    pub fn new(
+        message_id: String,
+        sent_at: Option<i64>,
+        reason: RejectReason,
+        detail: String,
+        payload: Option<String>,
+    ) -> Self {
+        RejectRow {
+            message_id,
+            sent_at,
+            reason,
+            detail,
+            payload,
+            subxact: xact::current_subtransaction(),
+        }
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.message_id.len() + self.detail.len() + self.payload.as_ref().map_or(0, String::len) + 64
+    }
 }
 
 #[derive(Clone, Copy, Default, Debug)]
@@ -42,44 +98,101 @@ pub struct Stats {
     pub rejected: i64,
 }
 
-#[derive(Default)]
+/// Rows buffered for one target.
 pub struct Batch {
-    pub target: Option<Rc<Target>>,
+    pub target: Rc<Target>,
     pub logins: Vec<LoginRow>,
     pub rejects: Vec<RejectRow>,
 }
 
-impl Batch {
-    pub fn len(&self) -> usize {
-        self.logins.len() + self.rejects.len()
-    }
-}
-
 #[derive(Default)]
 struct State {
-    batch: Batch,
+    batches: Vec<Batch>,
+    rows: usize,
+    bytes: usize,
     stats: Stats,
-    saved_stats: Vec<Stats>,
+    /// Counters as they were when each open subtransaction started.
+    saved_stats: Vec<(SubTransactionId, Stats)>,
 }
 
 thread_local! {
     static STATE: RefCell<State> = RefCell::new(State::default());
 }
 
-/// Adds to the buffer and returns how many rows it now holds.
-pub fn push(target: &Rc<Target>, add: impl FnOnce(&mut Batch)) -> usize {
+/// What the buffer holds after a push.
+pub struct Held {
+    pub rows: usize,
+    pub bytes: usize,
+}
+
+fn push(target: &Rc<Target>, bytes: usize, add: impl FnOnce(&mut Batch)) -> Held {
     STATE.with_borrow_mut(|s| {
-        if s.batch.target.as_ref().is_none_or(|t| !Rc::ptr_eq(t, target)) {
-            s.batch.target = Some(Rc::clone(target));
-        }
-        add(&mut s.batch);
-        s.batch.len()
+        let batch = match s.batches.iter().position(|b| Rc::ptr_eq(&b.target, target)) {
+            Some(i) => &mut s.batches[i],
+            None => {
+                s.batches.push(Batch {
+                    target: Rc::clone(target),
+                    logins: Vec::new(),
+                    rejects: Vec::new(),
+                });
+                let last = s.batches.len() - 1;
+                &mut s.batches[last]
+            }
+        };
+        add(batch);
+        s.rows += 1;
+        s.bytes += bytes;
+        Held { rows: s.rows, bytes: s.bytes }
     })
 }
 
-/// Takes the buffered rows, leaving the buffer empty.
-pub fn take() -> Batch {
-    STATE.with_borrow_mut(|s| std::mem::take(&mut s.batch))
+pub fn push_login(target: &Rc<Target>, row: LoginRow) -> Held {
+    push(target, row.bytes(), |b| b.logins.push(row))
+}
+
+pub fn push_reject(target: &Rc<Target>, row: RejectRow) -> Held {
+    push(target, row.bytes(), |b| b.rejects.push(row))
+}
+
+/// Takes the rows the running (sub)transaction may write: those it or its committed children
+/// buffered. Rows of outer levels stay for their own level's flush.
+pub fn take_flushable() -> Vec<Batch> {
+    let current = xact::current_subtransaction();
+    STATE.with_borrow_mut(|s| {
+        let mut out = Vec::new();
+        for batch in &mut s.batches {
+            let logins = drain_where(&mut batch.logins, |r| r.subxact >= current);
+            let rejects = drain_where(&mut batch.rejects, |r| r.subxact >= current);
+            if !logins.is_empty() || !rejects.is_empty() {
+                out.push(Batch { target: Rc::clone(&batch.target), logins, rejects });
+            }
+        }
+        s.batches.retain(|b| !b.logins.is_empty() || !b.rejects.is_empty());
+        recount(s);
+        out
+    })
+}
+
+/// Removes and returns the items matching `pred`, keeping the others in order.
+fn drain_where<T>(items: &mut Vec<T>, pred: impl Fn(&T) -> bool) -> Vec<T> {
+    if items.iter().all(&pred) {
+        return std::mem::take(items);
+    }
+    let (taken, kept) = std::mem::take(items).into_iter().partition(|r| pred(r));
+    *items = kept;
+    taken
+}
+
+fn recount(s: &mut State) {
+    s.rows = s.batches.iter().map(|b| b.logins.len() + b.rejects.len()).sum();
+    s.bytes = s
+        .batches
+        .iter()
+        .map(|b| {
+            b.logins.iter().map(LoginRow::bytes).sum::<usize>()
+                + b.rejects.iter().map(RejectRow::bytes).sum::<usize>()
+        })
+        .sum();
 }
 
 pub fn add_stats(delta: Stats) {
@@ -94,47 +207,38 @@ pub fn stats() -> Stats {
     STATE.with_borrow(|s| s.stats)
 }
 
-#[pgrx::pg_guard]
-unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
-    use pg_sys::XactEvent::*;
+fn on_transaction(event: Event) {
     match event {
-        XACT_EVENT_PRE_COMMIT | XACT_EVENT_PARALLEL_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => {
-            if STATE.with_borrow(|s| s.batch.len() > 0) {
+        Event::PreCommit => {
+            if STATE.with_borrow(|s| s.rows > 0) {
                 // Raising here aborts the transaction, which empties the buffer.
                 MaskError::Unflushed.report();
             }
         }
-        _ => STATE.with_borrow_mut(|s| *s = State::default()),
+        Event::End => STATE.with_borrow_mut(|s| *s = State::default()),
     }
 }
 
-#[pgrx::pg_guard]
-unsafe extern "C-unwind" fn on_subxact(
-    event: pg_sys::SubXactEvent::Type,
-    _my: pg_sys::SubTransactionId,
-    _parent: pg_sys::SubTransactionId,
-    _arg: *mut std::ffi::c_void,
-) {
-    use pg_sys::SubXactEvent::*;
+fn on_subtransaction(event: SubEvent) {
     STATE.with_borrow_mut(|s| match event {
-        SUBXACT_EVENT_START_SUB => s.saved_stats.push(s.stats),
-        SUBXACT_EVENT_COMMIT_SUB => {
-            s.saved_stats.pop();
-        }
-        SUBXACT_EVENT_ABORT_SUB => {
-            s.batch = Batch::default();
-            if let Some(saved) = s.saved_stats.pop() {
-                s.stats = saved;
+        SubEvent::Start(id) => s.saved_stats.push((id, s.stats)),
+        SubEvent::Commit(id) => s.saved_stats.retain(|(saved, _)| *saved < id),
+        SubEvent::Abort(id) => {
+            for batch in &mut s.batches {
+                batch.logins.retain(|r| r.subxact < id);
+                batch.rejects.retain(|r| r.subxact < id);
+            }
+            s.batches.retain(|b| !b.logins.is_empty() || !b.rejects.is_empty());
+            recount(s);
+            if let Some(i) = s.saved_stats.iter().position(|(saved, _)| *saved == id) {
+                s.stats = s.saved_stats[i].1;
+                s.saved_stats.truncate(i);
             }
         }
-        _ => {}
     });
 }
 
-pub fn register_callbacks() {
-    // SAFETY: called once from _PG_init; the callbacks live as long as the library.
-    unsafe {
-        pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut());
-        pg_sys::RegisterSubXactCallback(Some(on_subxact), std::ptr::null_mut());
-    }
+pub fn init() {
+    xact::on_transaction(on_transaction);
+    xact::on_subtransaction(on_subtransaction);
 }

@@ -1,66 +1,42 @@
-//! Writes the buffered batch out: the logins by bulk insert ([`bulk`]) where the table allows it,
-//! else by one set-based INSERT; the rejects by one set-based INSERT.
+//! Writes buffered rows out: the logins by bulk insert ([`super::bulk`]) where the table allows
+//! it, else by one set-based INSERT ([`super::sql`]); the rejects by one set-based INSERT.
 //!
-//! Rows are sorted by message id first, so two sessions loading overlapping ids take their
-//! unique-index locks in the same order (they wait and skip instead of deadlocking).
+//! The writes run as the ingest view's owner ([`crate::pg::security::as_role`]), with checks as
+//! an INSERT by the owner would make them: a loader needs only INSERT on the view and never
+//! holds a right on the tables, so it can load personal data but cannot read back a token for a
+//! value of its choice. Rows are sorted by message id first, so two sessions loading overlapping
+//! ids take their unique-index locks in the same order (they wait and skip instead of
+//! deadlocking).
 //!
-//! The logins go in without conflict handling inside a subtransaction first: most batches hold
-//! no already-loaded id, and `ON CONFLICT` costs a second unique-index search per row (a quarter
-//! of the ingest time in a profile of 1M rows). Only if that raises `unique_violation` is the
-//! subtransaction rolled back; see [`insert_logins`] for what follows. Rows left out are counted
-//! as duplicates.
+//! On a plain local table the logins go in without conflict handling inside a subtransaction
+//! first: most batches hold no already-loaded id, and `ON CONFLICT` costs a second unique-index
+//! search per row (a quarter of the ingest time in a profile of 1M rows). Only if that raises
+//! `unique_violation` is it rolled back; see [`insert_logins`]. On a table whose duplicates are
+//! not found by `message_id` alone (a partitioned table keyed on the partition column too) or a
+//! Citus table, the loaded ids are looked up first and the rest inserted with `ON CONFLICT`.
+//!
+//! An error from the tables (a CHECK constraint, a partition bound, a timeout) reaches the
+//! loader with its SQLSTATE and the name of the constraint or column, but without PostgreSQL's
+//! DETAIL, whose "Failing row contains (…)" would show the tokens of the values sent
+//! ([`MaskError::refused`]). Array parameters are split so none comes near 1 GB.
 
-use super::buffer::{self, Batch, LoginRow, RejectRow, Stats};
-use super::bulk;
+use super::buffer::{self, Batch, LoginRow, RejectRow, Stats, Stored};
+use super::bulk::{self, Layout};
+use super::sql::{self, Statements};
 use super::target::Target;
 use crate::error::MaskError;
+use crate::pg::security::as_role;
+use crate::pg::subxact::{in_subtransaction, rethrow_as};
+use pg_mask_core::schema::{Kind, FIELDS, N};
 use pgrx::datum::{DatumWithOid, TimestampWithTimeZone};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use std::collections::HashSet;
-use std::panic::AssertUnwindSafe;
 
-/// Runs `f` in a subtransaction. Returns `None` if it raised `expected` (the subtransaction is
-/// rolled back); any other error is rolled back and re-raised. The same dance as PL/pgSQL's
-/// `BEGIN … EXCEPTION` block: keep the caller's memory context and resource owner.
-///
-/// # Safety
-/// Must be called inside a transaction.
-unsafe fn in_subtransaction<R>(expected: PgSqlErrorCode, f: impl FnOnce() -> R) -> Option<R> {
-    // SAFETY: plain reads/writes of backend globals, as PostgreSQL's own PLs do.
-    unsafe {
-        let old_cx = pg_sys::CurrentMemoryContext;
-        let old_owner = pg_sys::CurrentResourceOwner;
-        let restore = move || {
-            pg_sys::MemoryContextSwitchTo(old_cx);
-            pg_sys::CurrentResourceOwner = old_owner;
-        };
-        pg_sys::BeginInternalSubTransaction(std::ptr::null());
-        pg_sys::MemoryContextSwitchTo(old_cx);
-        PgTryBuilder::new(AssertUnwindSafe(move || {
-            let r = f();
-            pg_sys::ReleaseCurrentSubTransaction();
-            restore();
-            Some(r)
-        }))
-        .catch_others(move |e| {
-            pg_sys::RollbackAndReleaseCurrentSubTransaction();
-            restore();
-            let code = match &e {
-                pg_sys::panic::CaughtError::PostgresError(r)
-                | pg_sys::panic::CaughtError::ErrorReport(r)
-                | pg_sys::panic::CaughtError::RustPanic { ereport: r, .. } => r.sql_error_code(),
-            };
-            if code == expected {
-                None
-            } else {
-                e.rethrow()
-            }
-        })
-        .execute()
-    }
-}
+/// Most bytes of rows in one array parameter or one bulk insert. The buffer flushes at this
+/// size too, so a batch normally makes one statement.
+pub const MAX_STATEMENT_BYTES: usize = 64 << 20;
 
 /// `ingest_flush()`: the AFTER INSERT … FOR EACH STATEMENT trigger of an ingest view.
 #[pg_trigger]
@@ -71,119 +47,252 @@ fn ingest_flush<'a>(
     Ok(None)
 }
 
+/// Writes what the running (sub)transaction buffered.
 pub fn flush() -> Result<(), MaskError> {
-    let Batch { target, mut logins, mut rejects } = buffer::take();
-    let Some(target) = target else { return Ok(()) };
+    for batch in buffer::take_flushable() {
+        let target = std::rc::Rc::clone(&batch.target);
+        let table = target.logins.sql_name.clone();
+        let delta = rethrow_as(
+            || as_role(target.owner, || write(batch)),
+            |caught| {
+                if caught.is_ours() {
+                    caught.rethrow()
+                }
+                MaskError::refused(&table, &caught).report()
+            },
+        )?;
+        buffer::add_stats(delta);
+    }
+    Ok(())
+}
+
+/// How the logins of a flush go in.
+enum Path {
+    /// COPY's multi-insert, tried in a subtransaction.
+    Bulk(Layout),
+    /// A plain INSERT, tried in a subtransaction.
+    Insert,
+    /// Loaded ids looked up first, the rest inserted with `ON CONFLICT`; no subtransaction.
+    LookUpFirst,
+}
+
+fn write(batch: Batch) -> Result<Stats, MaskError> {
+    let Batch { target, mut logins, mut rejects } = batch;
     logins.sort_unstable_by(|a, b| a.message_id.cmp(&b.message_id));
     rejects.sort_unstable_by(|a, b| a.message_id.cmp(&b.message_id));
+    Spi::connect_mut(|client| {
+        if target.statements.borrow().is_none() {
+            let prepared = sql::prepare(client, &target)?;
+            *target.statements.borrow_mut() = Some(prepared);
+        }
+        let statements = target.statements.borrow();
+        let Some(statements) = statements.as_ref() else {
+            return Err(MaskError::Spi("statements were not prepared".into()));
+        };
+        let mut delta = Stats::default();
+        if !logins.is_empty() {
+            let path = path(&target);
+            let n = logins.len() as i64;
+            let mut inserted = 0;
+            for chunk in chunks_by_bytes(logins, LoginRow::bytes) {
+                inserted += insert_logins(client, statements, &path, chunk)? as i64;
+            }
+            delta.loaded = inserted;
+            delta.duplicates += n - inserted;
+        }
+        if !rejects.is_empty() {
+            let n = rejects.len() as i64;
+            let mut inserted = 0;
+            for chunk in chunks_by_bytes(rejects, RejectRow::bytes) {
+                inserted += insert_rejects(client, statements, chunk)?;
+            }
+            delta.rejected = inserted;
+            delta.duplicates += n - inserted;
+        }
+        Ok(delta)
+    })
+}
 
-    let mut delta = Stats::default();
-    if !logins.is_empty() {
-        let n = logins.len() as i64;
-        let inserted = insert_logins(&target, logins)? as i64;
-        delta.loaded = inserted;
-        delta.duplicates += n - inserted;
+fn path(target: &Target) -> Path {
+    if !target.logins.conflicts_on_message_id() || bulk::citus_manages(target.logins.oid) {
+        return Path::LookUpFirst;
     }
-    if !rejects.is_empty() {
-        let inserted = insert_rejects(&target, rejects)?;
-        delta.rejected = inserted.0;
-        delta.duplicates += inserted.1;
+    match Layout::resolve(target) {
+        Ok(layout) => Path::Bulk(layout),
+        Err(why) => {
+            debug1!("pg_mask: rows go in by INSERT, not bulk insert: {why}");
+            Path::Insert
+        }
     }
-    buffer::add_stats(delta);
-    Ok(())
+}
+
+/// Splits `rows` into runs of at most [`MAX_STATEMENT_BYTES`] (at least one row each).
+fn chunks_by_bytes<T>(rows: Vec<T>, bytes: fn(&T) -> usize) -> Vec<Vec<T>> {
+    let mut out: Vec<Vec<T>> = vec![Vec::new()];
+    let mut size = 0;
+    for row in rows {
+        let b = bytes(&row);
+        if size + b > MAX_STATEMENT_BYTES && out.last().is_some_and(|c| !c.is_empty()) {
+            out.push(Vec::new());
+            size = 0;
+        }
+        size += b;
+        if let Some(last) = out.last_mut() {
+            last.push(row);
+        }
+    }
+    out
+}
+
+fn spi(e: pgrx::spi::SpiError) -> MaskError {
+    MaskError::Spi(e.to_string())
 }
 
 /// Inserts the logins and returns how many were new.
 ///
-/// The batch is tried as is in a subtransaction (bulk insert where the table allows, else a plain
-/// INSERT). If an id was already there, the ids already loaded are looked up in one query and
-/// left out, and the rest is tried again: a redelivered batch costs one index probe per row, not
-/// a second full insert. Only if that meets an id too (a concurrent loader got there between the
-/// probe and the insert) does the rest go in with `ON CONFLICT DO NOTHING`.
-fn insert_logins(target: &Target, mut logins: Vec<LoginRow>) -> Result<usize, MaskError> {
-    // SAFETY: inside the transaction of the statement being flushed.
-    let layout = unsafe { bulk::Layout::resolve(target.logins_table(), &target.widths()?) };
-    if let Err(why) = &layout {
-        debug1!("pg_mask: {} rows go in by INSERT, not bulk insert: {why}", logins.len());
-    }
-    let spi = |e: pgrx::spi::SpiError| MaskError::Spi(e.to_string());
-    Spi::connect_mut(|client| {
-        if let Some(inserted) = attempt(client, target, &layout, &logins)? {
-            return Ok(inserted);
-        }
-        let ids: Vec<&str> = logins.iter().map(|r| r.message_id.as_str()).collect();
-        let mut loaded = HashSet::new();
-        for row in client.select(&target.loaded_ids, None, &[ids.into()]).map_err(spi)? {
-            loaded.extend(row.get::<String>(1).map_err(spi)?);
-        }
-        logins.retain(|r| !loaded.contains(&r.message_id));
+/// On the fast paths the batch is tried as is in a subtransaction. If an id was already there,
+/// the ids already loaded are looked up in one query and left out, and the rest is tried again:
+/// a redelivered batch costs one index probe per row, not a second full insert. Only if that
+/// meets an id too (a concurrent loader got there between the probe and the insert) does the
+/// rest go in with `ON CONFLICT DO NOTHING`.
+fn insert_logins(
+    client: &mut SpiClient<'_>,
+    statements: &Statements,
+    path: &Path,
+    mut logins: Vec<LoginRow>,
+) -> Result<usize, MaskError> {
+    if matches!(path, Path::LookUpFirst) {
+        drop_loaded(client, statements, &mut logins)?;
         if logins.is_empty() {
             return Ok(0);
         }
-        if let Some(inserted) = attempt(client, target, &layout, &logins)? {
-            return Ok(inserted);
-        }
-        client
-            .update(&target.insert_logins, None, &login_args(&logins))
+        return client
+            .update(&statements.insert_logins_skipping, None, &login_args(&logins))
             .map(|t| t.len())
-            .map_err(spi)
-    })
+            .map_err(spi);
+    }
+    if let Some(inserted) = attempt(client, statements, path, &logins)? {
+        return Ok(inserted);
+    }
+    drop_loaded(client, statements, &mut logins)?;
+    if logins.is_empty() {
+        return Ok(0);
+    }
+    if let Some(inserted) = attempt(client, statements, path, &logins)? {
+        return Ok(inserted);
+    }
+    client
+        .update(&statements.insert_logins_skipping, None, &login_args(&logins))
+        .map(|t| t.len())
+        .map_err(spi)
 }
 
-/// One try at inserting `rows` in a subtransaction: `None` if an id was already there.
+/// The message ids among `ids` that the logins table already holds.
+fn loaded_ids(
+    client: &mut SpiClient<'_>,
+    statements: &Statements,
+    ids: Vec<&str>,
+) -> Result<HashSet<String>, MaskError> {
+    let mut loaded = HashSet::new();
+    for row in client.select(&statements.loaded_ids, None, &[ids.into()]).map_err(spi)? {
+        loaded.extend(row.get::<String>(1).map_err(spi)?);
+    }
+    Ok(loaded)
+}
+
+fn drop_loaded(
+    client: &mut SpiClient<'_>,
+    statements: &Statements,
+    logins: &mut Vec<LoginRow>,
+) -> Result<(), MaskError> {
+    let ids = logins.iter().map(|r| r.message_id.as_str()).collect();
+    let loaded = loaded_ids(client, statements, ids)?;
+    logins.retain(|r| !loaded.contains(&r.message_id));
+    Ok(())
+}
+
+/// One try at inserting `rows` in a subtransaction: `None` if an id was already there; any
+/// other error is raised again as it was.
 fn attempt(
     client: &mut SpiClient<'_>,
-    target: &Target,
-    layout: &Result<bulk::Layout, &'static str>,
+    statements: &Statements,
+    path: &Path,
     rows: &[LoginRow],
 ) -> Result<Option<usize>, MaskError> {
-    // SAFETY: called inside a transaction, with an SPI connection open.
-    let result = unsafe {
-        in_subtransaction(PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION, move || match layout {
-            Ok(layout) => Ok(bulk::insert(layout, rows)),
-            Err(_) => {
-                client.update(&target.insert_logins_fast, None, &login_args(rows)).map(|t| t.len())
-            }
-        })
-    };
-    result.transpose().map_err(|e| MaskError::Spi(e.to_string()))
-}
-
-/// The logins as the eight array parameters of the INSERT statements.
-fn login_args(rows: &[LoginRow]) -> [DatumWithOid<'_>; 8] {
-    let text = |f: fn(&LoginRow) -> Option<&str>| rows.iter().map(f).collect::<Vec<_>>();
-    [
-        text(|r| Some(&r.message_id)).into(),
-        rows.iter().map(|r| r.sent_at).collect::<Vec<_>>().into(),
-        text(|r| Some(&r.user_id)).into(),
-        text(|r| r.device_type.as_deref()).into(),
-        text(|r| r.ip.as_deref()).into(),
-        text(|r| r.device_id.as_deref()).into(),
-        text(|r| r.locale.as_deref()).into(),
-        rows.iter().map(|r| r.app_version).collect::<Vec<_>>().into(),
-    ]
-}
-
-/// Inserts the rejects; returns (inserted, duplicates).
-fn insert_rejects(target: &Target, rejects: Vec<RejectRow>) -> Result<(i64, i64), MaskError> {
-    let n = rejects.len() as i64;
-    let mut ids = Vec::with_capacity(rejects.len());
-    let mut sent: Vec<Option<TimestampWithTimeZone>> = Vec::with_capacity(rejects.len());
-    let mut reasons = Vec::with_capacity(rejects.len());
-    let mut details = Vec::with_capacity(rejects.len());
-    let mut payloads = Vec::with_capacity(rejects.len());
-    for r in rejects {
-        ids.push(r.message_id);
-        sent.push(r.sent_at);
-        reasons.push(r.reason.to_owned());
-        details.push(r.detail);
-        payloads.push(r.payload);
+    let result = in_subtransaction(|| match path {
+        Path::Bulk(layout) => Ok(layout.insert(rows, load_time())),
+        _ => client.update(&statements.insert_logins, None, &login_args(rows)).map(|t| t.len()),
+    });
+    match result {
+        Ok(inserted) => inserted.map(Some).map_err(spi),
+        Err(caught) if caught.code == PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION => Ok(None),
+        Err(caught) => caught.rethrow(),
     }
+}
+
+/// The transaction's start time, which a row without a send time is dated by (as `now()`).
+fn load_time() -> i64 {
+    // SAFETY: a plain read of the transaction's start timestamp.
+    unsafe { pg_sys::GetCurrentTransactionStartTimestamp() }
+}
+
+fn timestamps<T>(rows: &[T], at: fn(&T) -> Option<i64>) -> Vec<Option<TimestampWithTimeZone>> {
+    rows.iter().map(|r| at(r).and_then(|t| TimestampWithTimeZone::try_from(t).ok())).collect()
+}
+
+/// The logins as the array parameters of the INSERT statements: ids, send times, then one
+/// array per field.
+fn login_args(rows: &[LoginRow]) -> Vec<DatumWithOid<'_>> {
+    let mut args: Vec<DatumWithOid<'_>> = Vec::with_capacity(N + 2);
+    args.push(rows.iter().map(|r| r.message_id.as_str()).collect::<Vec<_>>().into());
+    args.push(timestamps(rows, |r| r.sent_at).into());
+    for (i, field) in FIELDS.iter().enumerate() {
+        if field.kind == Kind::Version {
+            let column: Vec<Option<i32>> = rows
+                .iter()
+                .map(|r| match r.values[i] {
+                    Some(Stored::Int(v)) => Some(v),
+                    _ => None,
+                })
+                .collect();
+            args.push(column.into());
+        } else {
+            let column: Vec<Option<&str>> = rows
+                .iter()
+                .map(|r| match &r.values[i] {
+                    Some(Stored::Text(t)) => Some(t.as_str()),
+                    _ => None,
+                })
+                .collect();
+            args.push(column.into());
+        }
+    }
+    args
+}
+
+/// Inserts the rejects that are neither loaded nor already rejected; returns how many.
+fn insert_rejects(
+    client: &mut SpiClient<'_>,
+    statements: &Statements,
+    mut rejects: Vec<RejectRow>,
+) -> Result<i64, MaskError> {
+    // A message id always comes with the same body, so a valid message never meets its own
+    // reject; the check still keeps one id in one table for a hand-made batch that reuses an id.
+    let ids = rejects.iter().map(|r| r.message_id.as_str()).collect();
+    let loaded = loaded_ids(client, statements, ids)?;
+    rejects.retain(|r| !loaded.contains(&r.message_id));
+    if rejects.is_empty() {
+        return Ok(0);
+    }
+    let sent = timestamps(&rejects, |r| r.sent_at);
+    let ids: Vec<&str> = rejects.iter().map(|r| r.message_id.as_str()).collect();
+    let reasons: Vec<&str> = rejects.iter().map(|r| r.reason.as_str()).collect();
+    let details: Vec<&str> = rejects.iter().map(|r| r.detail.as_str()).collect();
+    let payloads: Vec<Option<&str>> = rejects.iter().map(|r| r.payload.as_deref()).collect();
     let args: [DatumWithOid; 5] =
         [ids.into(), sent.into(), reasons.into(), details.into(), payloads.into()];
-    let inserted = Spi::connect_mut(|client| {
-        client.update(&target.insert_rejects, None, &args).map(|t| t.len() as i64)
-    })
-    .map_err(|e| MaskError::Spi(e.to_string()))?;
-    Ok((inserted, n - inserted))
+    client
+        .update(&statements.insert_rejects, None, &args)
+        .map(|t| t.len() as i64)
+        .map_err(spi)
 }

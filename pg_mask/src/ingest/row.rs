@@ -1,114 +1,125 @@
 //! `ingest_login_events(logins_table, rejects_table)`: the INSTEAD OF INSERT row trigger of an
-//! ingest view `(message_id text, sent_at timestamptz, body text)`.
+//! ingest view `(message_id text, sent_at timestamptz, body text[, database_error text])`.
 //!
 //! Each row becomes exactly one buffered login row or one buffered reject; nothing input-driven
 //! raises. Only a missing key (nothing could be stored masked), a NULL message id (a client bug:
-//! no idempotency without it) or a wrongly shaped view raise, and they raise before anything is
-//! buffered.
+//! no idempotency without it) or a wrongly declared view raise, and they raise before anything
+//! is buffered. A row with `database_error` set is a message the loader found the database
+//! refuses (see [`pg_mask_core::refusal`]): it is stored as a `database_error` reject.
 
-use super::buffer::{self, LoginRow, RejectRow};
-use super::{flush, target};
+use super::buffer::{self, LoginRow, RejectRow, Stored};
+use super::flush::{self, MAX_STATEMENT_BYTES};
+use super::target;
 use crate::error::MaskError;
-use crate::guc;
+use crate::functions::check_maskable;
 use crate::keys;
-use pg_mask_core::login;
-use pgrx::datum::TimestampWithTimeZone;
+use crate::pg::trigger::{TriggerCall, TriggerResult};
+use crate::settings;
+use pg_mask_core::login::{self, Limits, RejectReason, Value};
+use pg_mask_core::refusal::Refusal;
+use pg_mask_core::schema::{Kind, FIELDS, N};
+use pg_mask_core::KeyRing;
+use pgrx::pg_sys;
 use pgrx::prelude::*;
-use pgrx::{pg_sys, FromDatum};
+
+/// Longest reject payload kept, as a token: a whole body masked. An SQS message is at most
+/// 1 MiB; a bigger line from a file load is still rejected, with its payload left out.
+const MAX_PAYLOAD_TOKEN: usize = 256 << 20;
 
 #[pg_trigger]
 fn ingest_login_events<'a>(
     trigger: &'a PgTrigger<'a>,
-) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, std::convert::Infallible> {
-    Ok(ingest_row(trigger).unwrap_or_else(|e| e.report()))
+) -> Result<TriggerResult<'a>, std::convert::Infallible> {
+    Ok(ingest_row(&TriggerCall::new(trigger)).unwrap_or_else(|e| e.report()))
 }
 
-fn ingest_row<'a>(
-    trigger: &'a PgTrigger<'a>,
-) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, MaskError> {
-    let event = trigger.event();
+/// The view's columns: message_id, sent_at, body, and optionally database_error.
+const SHAPE: [pg_sys::Oid; 4] =
+    [pg_sys::TEXTOID, pg_sys::TIMESTAMPTZOID, pg_sys::TEXTOID, pg_sys::TEXTOID];
+
+fn ingest_row<'a>(call: &TriggerCall<'a>) -> Result<TriggerResult<'a>, MaskError> {
+    let event = call.event();
     if !(event.fired_instead() && event.fired_for_row() && event.fired_by_insert()) {
-        return Err(MaskError::Trigger(
-            "ingest_login_events must be an INSTEAD OF INSERT … FOR EACH ROW trigger on a view"
-                .into(),
-        ));
+        return Err(MaskError::WrongTriggerUse {
+            function: "ingest_login_events",
+            expected: "an INSTEAD OF INSERT … FOR EACH ROW trigger on a view",
+        });
     }
-    let td = trigger.trigger_data();
-    let tuple = td.tg_trigtuple;
-    // SAFETY: a row trigger's relation and descriptor are valid for the call.
-    let tupdesc = unsafe { (*td.tg_relation).rd_att };
-    check_view_shape(tupdesc)?;
-    let target = target::for_trigger(trigger)?;
+    let types = call.column_types();
+    let shaped = (3..=4).contains(&types.len())
+        && types.iter().zip(SHAPE).all(|(t, want)| *t == Some(want));
+    if !shaped {
+        return Err(MaskError::BadViewShape);
+    }
+    let target = target::for_call(call)?;
     let ring = keys::current_ring()?;
-    let limits = target.widths()?.limits(ring.active_key_id().len());
 
-    // SAFETY: check_view_shape verified three columns of types text, timestamptz, text.
-    let (message_id, sent_at, body) = unsafe {
-        let get = |n: i32| {
-            let mut is_null = false;
-            let d = pg_sys::heap_getattr(tuple, n, tupdesc, &mut is_null);
-            (d, is_null)
-        };
-        let (d1, n1) = get(1);
-        let (d2, n2) = get(2);
-        let (d3, n3) = get(3);
-        (
-            <&str>::from_polymorphic_datum(d1, n1, pg_sys::TEXTOID),
-            TimestampWithTimeZone::from_polymorphic_datum(d2, n2, pg_sys::TIMESTAMPTZOID),
-            <&str>::from_polymorphic_datum(d3, n3, pg_sys::TEXTOID),
-        )
-    };
-    let message_id = message_id.ok_or(MaskError::NullMessageId)?.to_owned();
+    let message_id = call.text(1).ok_or(MaskError::NullMessageId)?;
+    let message_id = String::from_utf8_lossy(message_id).into_owned();
+    let sent_at = call.timestamptz(2);
+    let body = call.text(3).map(String::from_utf8_lossy);
+    let body = body.as_deref();
+    let refused = if types.len() == 4 { call.text(4) } else { None };
 
-    let buffered = match login::parse(body.unwrap_or(""), &limits) {
-        Ok(e) => buffer::push(&target, |b| {
-            b.logins.push(LoginRow {
-                message_id,
-                sent_at,
-                user_id: e.user_id.into_owned(),
-                device_type: e.device_type.map(Into::into),
-                // Masked here, before anything leaves this function: plaintext never reaches the
-                // INSERT's parameters. The table's mask_columns trigger sees valid tokens and
-                // keeps them.
-                ip: e.ip.map(|v| ring.mask(&v)),
-                locale: e.locale.map(Into::into),
-                device_id: e.device_id.map(|v| ring.mask(&v)),
-                app_version: e.app_version,
-            })
-        }),
-        Err(reject) => buffer::push(&target, |b| {
-            b.rejects.push(RejectRow {
-                message_id,
-                sent_at,
-                reason: reject.reason.as_str(),
-                detail: reject.detail,
-                // Masked now, like ip and device_id: a batch of large rejects could otherwise
-                // spill plaintext into the INSERT's temp files.
-                payload: body.map(|b| ring.mask(b)),
-            })
-        }),
+    let held = if let Some(report) = refused {
+        let detail = Refusal::parse(&String::from_utf8_lossy(report)).detail();
+        let reject = reject(&ring, message_id, sent_at, RejectReason::DatabaseError, detail, body);
+        buffer::push_reject(&target, reject)
+    } else {
+        let limits = Limits::for_columns(&target.widths, ring.active_key_id().len());
+        match login::parse(body.unwrap_or(""), &limits) {
+            Ok(event) => {
+                let mut values: [Option<Stored>; N] = Default::default();
+                for (i, (field, value)) in FIELDS.iter().zip(event.values).enumerate() {
+                    values[i] = match (field.kind, value) {
+                        (_, None) => None,
+                        (_, Some(Value::Int(v))) => Some(Stored::Int(v)),
+                        // Masked here, before anything leaves this function: plaintext never
+                        // reaches the INSERT's parameters. The table's mask_columns trigger
+                        // sees valid tokens and keeps them.
+                        (Kind::Masked, Some(Value::Text(t))) => {
+                            check_maskable(field.json, t.len(), ring.mask_len(t.len()))?;
+                            Some(Stored::Text(ring.mask(&t)))
+                        }
+                        (_, Some(Value::Text(t))) => Some(Stored::Text(t.into_owned())),
+                    };
+                }
+                buffer::push_login(&target, LoginRow::new(message_id, sent_at, values))
+            }
+            Err(r) => {
+                let reject = reject(&ring, message_id, sent_at, r.reason, r.detail, body);
+                buffer::push_reject(&target, reject)
+            }
+        }
     };
-    if buffered >= guc::INGEST_BATCH_ROWS.get().max(1) as usize {
+    if held.rows >= settings::ingest_batch_rows() || held.bytes >= MAX_STATEMENT_BYTES {
         flush::flush()?;
     }
-    // SAFETY: returning the view row tells COPY the row was handled (it counts it).
-    Ok(Some(unsafe {
-        PgHeapTuple::from_heap_tuple(pgrx::PgTupleDesc::from_pg_unchecked(tupdesc), tuple)
-    }))
+    // Returning the view row tells COPY the row was handled (it counts it).
+    Ok(call.unchanged_row())
 }
 
-fn check_view_shape(tupdesc: pg_sys::TupleDesc) -> Result<(), MaskError> {
-    const SHAPE: [pg_sys::Oid; 3] = [pg_sys::TEXTOID, pg_sys::TIMESTAMPTZOID, pg_sys::TEXTOID];
-    // SAFETY: reading a valid descriptor's attribute array within natts.
-    let ok = unsafe {
-        (*tupdesc).natts == 3
-            && (0..3).all(|i| (*(*tupdesc).attrs.as_ptr().add(i)).atttypid == SHAPE[i])
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(MaskError::Trigger(
-            "an ingest view must have exactly the columns (message_id text, sent_at timestamptz, body text)".into(),
-        ))
-    }
+/// A reject with the whole body masked as its payload. Masked now, like the personal fields: a
+/// batch of large rejects could otherwise spill plaintext into the INSERT's temp files.
+fn reject(
+    ring: &KeyRing,
+    message_id: String,
+    sent_at: Option<i64>,
+    reason: RejectReason,
+    mut detail: String,
+    body: Option<&str>,
+) -> RejectRow {
+    let payload = body.and_then(|b| {
+        if ring.mask_len(b.len()) <= MAX_PAYLOAD_TOKEN {
+            Some(ring.mask(b))
+        } else {
+            detail.push_str(&format!(
+                " (payload not kept: the body is {} bytes, over the {} MiB a reject keeps)",
+                b.len(),
+                (MAX_PAYLOAD_TOKEN * 3 / 4) >> 20
+            ));
+            None
+        }
+    });
+    RejectRow::new(message_id, sent_at, reason, detail, payload)
 }

@@ -1,197 +1,174 @@
-//! Where an ingest view writes: the logins table and the rejects table named in the row
-//! trigger's arguments, their prepared INSERT statements, and their column widths.
+//! Where an ingest view writes: the logins and rejects tables named in its row trigger's
+//! arguments, the role the writes run as, and what the validation needs to know of the tables.
 //!
-//! Resolved once per trigger and kept for the life of the backend; the column widths (which
-//! bound what validation accepts) are re-read from the relcache once per transaction, so an
-//! `ALTER TABLE … TYPE varchar(n)` is honoured from the next transaction on. Prepared plans are
-//! SPI-kept and re-planned by PostgreSQL itself when the tables change.
+//! Names are resolved in the view's own schema (a qualified name in the one it names) and held
+//! as OIDs, never looked up through the caller's `search_path`: a temporary table named
+//! `user_logins` cannot divert rows. The writes run as the view's owner (see [`super::flush`]),
+//! so a loader needs only INSERT on the view.
+//!
+//! A target is cached per trigger and trusts nothing DDL can change: it remembers the relcache
+//! generation ([`crate::pg::inval`]) it was resolved at, watching the view and both tables, and
+//! is resolved again after any change to them (a new column width, `CREATE OR REPLACE TRIGGER`
+//! with other arguments, a rename, a new index), in this session at the next row, in another at
+//! its next transaction. Within a transaction both tables are locked from the first row on, so
+//! another session's DDL waits for the load instead of changing the tables under it.
 
-use crate::attributes;
 use crate::error::MaskError;
-use crate::xact;
-use pg_mask_core::login::Limits;
-use pg_mask_core::token::max_plaintext_len;
-use pgrx::prelude::*;
-use pgrx::spi::{OwnedPreparedStatement, SpiClient};
-use pgrx::{pg_sys, PgOid};
+use crate::pg::inval;
+use crate::pg::relation::{self, Lock, Oid, Relation};
+use crate::pg::trigger::TriggerCall;
+use crate::pg::xact;
+use pg_mask_core::ident;
+use pg_mask_core::schema::{self, FIELDS, N};
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::Rc;
 
-/// Width of a column in characters; `usize::MAX` for text or unbounded varchar.
-#[derive(Clone, Copy, Debug)]
-pub struct Widths {
-    pub user_id: usize,
-    pub device_type: usize,
-    pub locale: usize,
-    pub masked_ip: usize,
-    pub masked_device_id: usize,
+/// One table the ingest writes.
+pub struct Table {
+    pub oid: Oid,
+    /// `schema.table`, quoted: for SQL text.
+    pub sql_name: String,
+    /// The columns of the unique index a duplicate id conflicts on (`message_id`, plus the
+    /// partition key of a partitioned table).
+    pub conflict_columns: Vec<String>,
 }
 
-impl Widths {
-    const UNBOUNDED: Widths = Widths {
-        user_id: usize::MAX,
-        device_type: usize::MAX,
-        locale: usize::MAX,
-        masked_ip: usize::MAX,
-        masked_device_id: usize::MAX,
-    };
-
-    /// Validation limits for a key id of `kid_len` characters.
-    pub fn limits(&self, kid_len: usize) -> Limits {
-        let masked = self.masked_ip.min(self.masked_device_id);
-        let masked_bytes =
-            if masked == usize::MAX { usize::MAX } else { max_plaintext_len(kid_len, masked) };
-        Limits {
-            user_id_chars: self.user_id,
-            device_type_chars: self.device_type,
-            locale_chars: self.locale,
-            masked_bytes,
-        }
+impl Table {
+    /// Whether duplicates are found on `message_id` alone.
+    pub fn conflicts_on_message_id(&self) -> bool {
+        self.conflict_columns == [schema::MESSAGE_ID]
     }
 }
 
 pub struct Target {
-    /// Plain INSERT: the fast path, tried first in a subtransaction.
-    pub insert_logins_fast: OwnedPreparedStatement,
-    /// INSERT … ON CONFLICT DO NOTHING: the path for batches that hold already-loaded ids.
-    pub insert_logins: OwnedPreparedStatement,
-    pub insert_rejects: OwnedPreparedStatement,
-    /// Which of the ids in `$1` the logins table already holds.
-    pub loaded_ids: OwnedPreparedStatement,
-    logins_table: String,
-    widths: Cell<Widths>,
-    /// The transaction ([`xact::current`]) that read `widths`.
-    widths_read_in: Cell<u64>,
-}
-
-impl Target {
-    /// The logins table, quoted and possibly schema-qualified.
-    pub fn logins_table(&self) -> &str {
-        &self.logins_table
-    }
-
-    pub fn widths(&self) -> Result<Widths, MaskError> {
-        let this_xact = xact::current();
-        if self.widths_read_in.get() != this_xact {
-            let w = read_widths(&self.logins_table)?;
-            self.widths.set(w);
-            self.widths_read_in.set(this_xact);
-        }
-        Ok(self.widths.get())
-    }
+    pub trigger: Oid,
+    /// The role the flush writes as.
+    pub owner: Oid,
+    pub logins: Table,
+    pub rejects: Table,
+    /// Width in characters of each field's column (`None`: unbounded or not text).
+    pub widths: [Option<usize>; N],
+    generation: u64,
+    locked_in: Cell<u64>,
+    /// Prepared statements, made by [`super::flush`] on first use (as the owner).
+    pub statements: RefCell<Option<super::sql::Statements>>,
 }
 
 thread_local! {
-    static TARGETS: RefCell<HashMap<pg_sys::Oid, Rc<Target>>> = RefCell::new(HashMap::new());
+    static TARGETS: RefCell<Vec<Rc<Target>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The target of the trigger being fired.
-pub fn for_trigger(trigger: &PgTrigger<'_>) -> Result<Rc<Target>, MaskError> {
-    let tgoid = trigger.trigger().tgoid;
-    if let Some(t) = TARGETS.with_borrow(|m| m.get(&tgoid).cloned()) {
-        return Ok(t);
+impl Target {
+    /// Whether nothing this target was resolved from has changed.
+    fn current(&self) -> bool {
+        self.generation == inval::generation()
     }
-    let args = trigger.extra_args().map_err(|e| MaskError::Trigger(e.to_string()))?;
-    let [logins, rejects] = args.as_slice() else {
-        return Err(MaskError::Trigger(
-            "ingest_login_events needs two arguments: the logins table and the rejects table"
-                .into(),
-        ));
-    };
-    let target = Rc::new(Spi::connect(|client| prepare(client, logins, rejects))?);
-    TARGETS.with_borrow_mut(|m| m.insert(tgoid, Rc::clone(&target)));
+
+    /// Locks both tables for this transaction (once), which also brings in other sessions'
+    /// invalidations.
+    fn lock_for_transaction(&self) {
+        let now = xact::transaction_number();
+        if self.locked_in.get() != now {
+            relation::lock(self.logins.oid, Lock::Read);
+            relation::lock(self.rejects.oid, Lock::Read);
+            self.locked_in.set(now);
+        }
+    }
+}
+
+/// The target of the trigger being fired, resolved again if anything it depends on changed.
+pub fn for_call(call: &TriggerCall<'_>) -> Result<Rc<Target>, MaskError> {
+    let tgoid = call.oid();
+    let cached = TARGETS.with_borrow(|t| t.iter().find(|t| t.trigger == tgoid).cloned());
+    if let Some(target) = cached {
+        target.lock_for_transaction();
+        if target.current() {
+            return Ok(target);
+        }
+    }
+    let target = Rc::new(resolve(call)?);
+    TARGETS.with_borrow_mut(|t| {
+        t.retain(|t| t.trigger != tgoid);
+        t.push(Rc::clone(&target));
+    });
     Ok(target)
 }
 
-fn spi_err(e: impl std::fmt::Display) -> MaskError {
-    MaskError::Spi(e.to_string())
+fn bad_args(problem: impl Into<String>) -> MaskError {
+    MaskError::BadTriggerArguments { function: "ingest_login_events", problem: problem.into() }
 }
 
-/// `schema.table` or `table`, each part quoted as an identifier.
-fn quote_qualified(name: &str) -> String {
-    name.split('.').map(pgrx::spi::quote_identifier).collect::<Vec<_>>().join(".")
-}
+fn resolve(call: &TriggerCall<'_>) -> Result<Target, MaskError> {
+    let view = call.relation();
+    let args = call.args();
+    let [logins_arg, rejects_arg] = args.as_slice() else {
+        return Err(bad_args("it needs two arguments: the logins table and the rejects table"));
+    };
+    let find = |arg: &[u8], role: &'static str| -> Result<Oid, MaskError> {
+        let text = String::from_utf8_lossy(arg);
+        let parts = ident::split_qualified(&text)
+            .map_err(|e| bad_args(format!("the {role} table \"{text}\": {e}")))?;
+        let found = match parts.as_slice() {
+            [name] => relation::table_in_schema(None, name, view.namespace()),
+            [schema, name] => relation::table_in_schema(Some(schema), name, view.namespace()),
+            _ => return Err(bad_args(format!("the {role} table \"{text}\": too many dots"))),
+        };
+        found.ok_or(MaskError::MissingTable { role, name: text.into_owned() })
+    };
+    let logins_oid = find(logins_arg, "logins")?;
+    let rejects_oid = find(rejects_arg, "rejects")?;
+    for oid in [view.oid(), logins_oid, rejects_oid] {
+        inval::watch(oid);
+    }
+    relation::lock(logins_oid, Lock::Read);
+    relation::lock(rejects_oid, Lock::Read);
+    // Taken after the locks, which process pending invalidations.
+    let generation = inval::generation();
 
-fn prepare(client: &SpiClient<'_>, logins: &str, rejects: &str) -> Result<Target, MaskError> {
-    let logins_table = quote_qualified(logins);
-    let rejects_table = quote_qualified(rejects);
-    let text_arr = PgOid::from(pg_sys::TEXTARRAYOID);
-    let ts_arr = PgOid::from(pg_sys::TIMESTAMPTZARRAYOID);
-    let int_arr = PgOid::from(pg_sys::INT4ARRAYOID);
-    // Sorted input (see flush.rs) plus ON CONFLICT DO NOTHING: concurrent loaders of the same
-    // ids wait for each other in one order and skip, instead of failing or deadlocking. A message
-    // id always comes with the same body, so a valid message never meets its own reject; the
-    // rejects INSERT still checks the logins table (rejects are rare, the probe is cheap there),
-    // which keeps one id in one table even for a hand-made batch that reuses an id.
-    // Both probes of the logins table are correlated scalar subqueries with LIMIT, which stay
-    // one index probe per id: written as EXISTS, the planner may make them a hash join over the
-    // whole table when it misjudges a batch (seen: a seq scan of 1M rows for every flush).
-    let insert_logins_fast = format!(
-        "INSERT INTO {logins_table} AS t (message_id, user_id, device_type, masked_ip, \
-         masked_device_id, locale, app_version, create_date) \
-         SELECT m, u, d, i, di, l, v, (coalesce(s, now()) AT TIME ZONE 'UTC')::date \
-         FROM unnest($1, $2, $3, $4, $5, $6, $7, $8) AS r(m, s, u, d, i, di, l, v)"
-    );
-    let insert_logins = format!("{insert_logins_fast} ON CONFLICT (message_id) DO NOTHING");
-    let insert_rejects = format!(
-        "INSERT INTO {rejects_table} (message_id, sent_at, reason, detail, payload) \
-         SELECT * FROM unnest($1, $2, $3, $4, $5) AS r(m, s, re, de, p) \
-         WHERE (SELECT true FROM {logins_table} x WHERE x.message_id = r.m LIMIT 1) IS NULL \
-         ON CONFLICT (message_id) DO NOTHING"
-    );
-    let login_types = [text_arr, ts_arr, text_arr, text_arr, text_arr, text_arr, text_arr, int_arr];
-    let logins_fast_plan =
-        client.prepare_mut(insert_logins_fast.as_str(), &login_types).map_err(spi_err)?.keep();
-    let logins_plan =
-        client.prepare_mut(insert_logins.as_str(), &login_types).map_err(spi_err)?.keep();
-    let rejects_plan = client
-        .prepare_mut(insert_rejects.as_str(), &[text_arr, ts_arr, text_arr, text_arr, text_arr])
-        .map_err(spi_err)?
-        .keep();
-    let loaded_ids = client
-        .prepare_mut(
-            format!(
-                "SELECT m FROM unnest($1) AS m \
-                 WHERE (SELECT true FROM {logins_table} t WHERE t.message_id = m LIMIT 1)"
-            )
-            .as_str(),
-            &[text_arr],
-        )
-        .map_err(spi_err)?
-        .keep();
-    let widths = read_widths(&logins_table)?;
+    let open = |oid: Oid, role: &'static str| {
+        Relation::open(oid, Lock::Read)
+            .ok_or(MaskError::MissingTable { role, name: format!("with OID {}", oid.to_u32()) })
+    };
+    let logins_rel = open(logins_oid, "logins")?;
+    let rejects_rel = open(rejects_oid, "rejects")?;
+    let mut widths = [None; N];
+    for (i, field) in FIELDS.iter().enumerate() {
+        let attr = logins_rel.attribute(field.column).ok_or_else(|| MaskError::MissingColumn {
+            table: logins_rel.qualified_name(),
+            column: field.column.to_owned(),
+        })?;
+        widths[i] = attr.text_width().flatten();
+    }
+    let logins = table(&logins_rel)?;
+    let rejects = table(&rejects_rel)?;
     Ok(Target {
-        insert_logins_fast: logins_fast_plan,
-        insert_logins: logins_plan,
-        insert_rejects: rejects_plan,
-        loaded_ids,
-        logins_table,
-        widths: Cell::new(widths),
-        widths_read_in: Cell::new(xact::current()),
+        trigger: call.oid(),
+        owner: view.owner(),
+        logins,
+        rejects,
+        widths,
+        generation,
+        locked_in: Cell::new(xact::transaction_number()),
+        statements: RefCell::new(None),
     })
 }
 
-/// The widths of the logins table's text columns, from the relcache.
-fn read_widths(logins_table: &str) -> Result<Widths, MaskError> {
-    let widths_of = |rel: pg_sys::Relation| {
-        let mut w = Widths::UNBOUNDED;
-        // SAFETY: the descriptor of the relation with_table opened.
-        for (_, attr) in attributes::attrs(unsafe { (*rel).rd_att }) {
-            // Other types than text and varchar are not length-checked: unbounded.
-            let width = attributes::text_width(attr).flatten().unwrap_or(usize::MAX);
-            match attributes::name(attr) {
-                b"user_id" => w.user_id = width,
-                b"device_type" => w.device_type = width,
-                b"locale" => w.locale = width,
-                b"masked_ip" => w.masked_ip = width,
-                b"masked_device_id" => w.masked_device_id = width,
-                _ => {}
-            }
-        }
-        w
-    };
-    // SAFETY: called from a trigger, inside a transaction.
-    unsafe { attributes::with_table(logins_table, pg_sys::AccessShareLock, widths_of) }
-        .ok_or_else(|| MaskError::Trigger(format!("ingest: table {logins_table} does not exist")))
+/// The table's SQL name and the columns a duplicate id conflicts on: the smallest usable unique
+/// index made of `message_id` and, besides it, only columns the ingest fills from the message
+/// itself (`create_date`, the usual partition key).
+fn table(rel: &Relation<'_>) -> Result<Table, MaskError> {
+    if rel.attribute(schema::MESSAGE_ID).is_none() {
+        return Err(MaskError::MissingColumn {
+            table: rel.qualified_name(),
+            column: schema::MESSAGE_ID.to_owned(),
+        });
+    }
+    let derived = |c: &String| c == schema::MESSAGE_ID || c == schema::CREATE_DATE;
+    let conflict_columns = rel
+        .unique_index_columns()
+        .into_iter()
+        .filter(|cols| cols.iter().any(|c| c == schema::MESSAGE_ID) && cols.iter().all(derived))
+        .min_by_key(Vec::len)
+        .ok_or_else(|| MaskError::NoArbiterIndex { table: rel.qualified_name() })?;
+    Ok(Table { oid: rel.oid(), sql_name: rel.qualified_name(), conflict_columns })
 }

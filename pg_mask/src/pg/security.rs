@@ -1,0 +1,51 @@
+//! Running a closure as another role, the way PostgreSQL runs a `SECURITY DEFINER` function or
+//! a maintenance command: the role's privileges are checked, the operation is marked
+//! security-restricted (no temp tables, no `SET ROLE`), and `search_path` is pinned to
+//! PostgreSQL's default with the temporary schema moved last (`"$user", public, pg_temp`): the
+//! calling session's own `search_path` and its temporary tables cannot change what a name in
+//! the closure, or in the owner's triggers it fires, refers to, while triggers written for the
+//! default path keep working.
+
+use super::relation::Oid;
+use pgrx::pg_sys;
+
+/// The `search_path` the closure runs with. `pg_catalog` is searched first implicitly, and
+/// temporary relations only after `public`; functions are never looked up in `pg_temp`.
+const SAFE_SEARCH_PATH: &std::ffi::CStr = c"\"$user\", public, pg_temp";
+
+/// Runs `f` as `role`. If `f` raises, the (sub)transaction abort restores the calling role and
+/// `search_path`, as it does for a `SECURITY DEFINER` function; on success they are restored
+/// here.
+pub fn as_role<R>(role: Oid, f: impl FnOnce() -> R) -> R {
+    let mut saved_role = pg_sys::InvalidOid;
+    let mut saved_context = 0;
+    // SAFETY: the same calls fmgr_security_definer makes, inside a transaction.
+    let nest_level = unsafe {
+        pg_sys::GetUserIdAndSecContext(&mut saved_role, &mut saved_context);
+        pg_sys::SetUserIdAndSecContext(
+            role,
+            saved_context
+                | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
+                | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
+        );
+        let nest_level = pg_sys::NewGUCNestLevel();
+        pg_sys::set_config_option(
+            c"search_path".as_ptr(),
+            SAFE_SEARCH_PATH.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+        nest_level
+    };
+    let result = f();
+    // SAFETY: pops exactly the GUC level pushed above and restores the saved role.
+    unsafe {
+        pg_sys::AtEOXact_GUC(true, nest_level);
+        pg_sys::SetUserIdAndSecContext(saved_role, saved_context);
+    }
+    result
+}

@@ -1,0 +1,104 @@
+//! What PostgreSQL is about to log, scrubbed of personal data and key material.
+//!
+//! The extension's log hook applies these to every message, detail, hint and context line the
+//! server writes. Two things are scrubbed:
+//! - COPY's context line (`COPY login_ingest, line 1: "…the whole row…"` or `…, column body:
+//!   "…value…"`) loses the quoted row data and keeps the table, line number and column: a COPY of
+//!   personal data that fails for one row must not copy that row into the server log. PostgreSQL
+//!   prints no row data for binary COPY; text and CSV COPY print it for every error, whoever
+//!   raised it.
+//! - key-ring entries (`kid:base64key`) anywhere, with [`crate::keyring::redact_key_material`].
+
+use crate::keyring::redact_key_material;
+
+/// What a scrubbed COPY context line ends with.
+pub const HIDDEN: &str = " (row data hidden by pg_mask)";
+
+/// `context` with the row data of every COPY context line cut off; `None` if there was none.
+///
+/// COPY's line starts with `COPY <table>, ` in every translation PostgreSQL ships; the row data
+/// follows the first `: ` (or an opening quotation mark, in translations that drop the colon).
+pub fn scrub_copy_context(context: &str) -> Option<String> {
+    if !context.contains("COPY ") {
+        return None;
+    }
+    let mut changed = false;
+    let lines: Vec<String> = context
+        .split('\n')
+        .map(|line| {
+            if !line.starts_with("COPY ") || line.ends_with(HIDDEN) {
+                return line.to_owned();
+            }
+            let cut = [": ", "\"", "«", "»", "“", "„", "「"]
+                .iter()
+                .filter_map(|m| line.find(m))
+                .min();
+            match cut {
+                Some(at) => {
+                    changed = true;
+                    format!("{}{HIDDEN}", &line[..at])
+                }
+                None => line.to_owned(),
+            }
+        })
+        .collect();
+    changed.then(|| lines.join("\n"))
+}
+
+/// `text` with key material and COPY row data removed; `None` if it needed neither.
+pub fn scrub(text: &str) -> Option<String> {
+    let keys = redact_key_material(text);
+    let base = keys.as_deref().unwrap_or(text);
+    match scrub_copy_context(base) {
+        Some(s) => Some(s),
+        None => keys,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_lines_keep_position_and_lose_data() {
+        let ctx = r#"COPY login_ingest, line 1: "m1	2024-01-01	{"ip":"198.51.100.233"}""#;
+        assert_eq!(
+            scrub_copy_context(ctx).as_deref(),
+            Some("COPY login_ingest, line 1 (row data hidden by pg_mask)")
+        );
+        let col = r#"COPY login_ingest, line 3, column body: "{"device_id":"593-47-5928"}""#;
+        assert_eq!(
+            scrub_copy_context(col).as_deref(),
+            Some("COPY login_ingest, line 3, column body (row data hidden by pg_mask)")
+        );
+        let nested = "PL/pgSQL function f() line 3 at EXECUTE\nCOPY t, line 2: \"1.2.3.4\"";
+        assert_eq!(
+            scrub_copy_context(nested).as_deref(),
+            Some("PL/pgSQL function f() line 3 at EXECUTE\nCOPY t, line 2 (row data hidden by pg_mask)")
+        );
+        let german = "COPY login_ingest, Zeile 1: »198.51.100.233«";
+        assert!(!scrub_copy_context(german).unwrap_or_default().contains("198"));
+    }
+
+    #[test]
+    fn lines_without_data_are_left_alone() {
+        assert_eq!(scrub_copy_context("COPY login_ingest, line 1, column body"), None);
+        assert_eq!(scrub_copy_context("SQL statement \"COPY t FROM STDIN\""), None);
+        assert_eq!(scrub_copy_context(""), None);
+        let once = scrub_copy_context("COPY t, line 1: \"x\"").unwrap_or_default();
+        assert_eq!(scrub_copy_context(&once), None, "idempotent");
+    }
+
+    #[test]
+    fn keys_and_copy_data_together() {
+        let s = "COPY t, line 1: \"k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"";
+        let out = scrub(s).unwrap_or_default();
+        assert!(!out.contains("AAECAwQF"), "{out}");
+        assert_eq!(scrub("nothing to see"), None);
+        let stmt = "statement: ALTER SYSTEM SET pg_mask.keys = 'k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8='";
+        assert_eq!(
+            scrub(stmt).as_deref(),
+            Some("statement: ALTER SYSTEM SET pg_mask.keys = 'k1:<redacted>'")
+        );
+    }
+}
