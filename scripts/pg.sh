@@ -30,8 +30,10 @@ configure() {
   $SUDO install -o postgres -g postgres -m 0644 /dev/stdin "$PG_CONF_DIR/conf.d/pg_mask.conf" <<CONF
 # Written by pg_mask's scripts/pg.sh.
 # pg_mask must be preloaded: before the library is loaded, a pg_mask.* setting would be a plain
-# placeholder that any role can read.
-shared_preload_libraries = 'pg_mask'
+# placeholder that any role can read. pg_stat_statements, as most production servers have it,
+# so that the tests can check that no key ever reaches it.
+shared_preload_libraries = 'pg_mask, pg_stat_statements'
+# The key ring lives in a file outside the data directory (never in postgresql.auto.conf).
 pg_mask.key_file = '$PG_KEY_FILE'
 port = $PG_PORT
 listen_addresses = 'localhost'

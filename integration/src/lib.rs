@@ -62,7 +62,17 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+/// The 0.1.0 release's extension script and application schema, for the upgrade tests.
+pub const EXTENSION_0_1_0: &str = include_str!("../fixtures/pg_mask--0.1.0.sql");
+pub const SCHEMA_0_1_0: &str = include_str!("../fixtures/schema-0.1.0.sql");
+
 /// A fresh database with pg_mask and `sql/` applied, dropped when the guard drops.
+///
+/// With `PG_MASK_TEST_UPGRADE_FROM=0.1.0` (`make test` sets it for a second run of the
+/// extension and adversary suites), the database is set up as that release left it and
+/// then updated in place: `CREATE EXTENSION pg_mask VERSION '0.1.0'`, its schema, `ALTER
+/// EXTENSION pg_mask UPDATE`, then `sql/` again, as the README's upgrade steps say. The old
+/// extension script must be installed in the server's extension directory (`make test` does).
 pub struct TestDb {
     pub name: String,
     pub url: String,
@@ -75,6 +85,12 @@ impl TestDb {
         admin().batch_execute(&format!("CREATE DATABASE {name}")).expect("create test database");
         let url = url_for(&name);
         let mut c = connect(&url);
+        if let Ok(version) = std::env::var("PG_MASK_TEST_UPGRADE_FROM") {
+            c.batch_execute(&format!("CREATE EXTENSION pg_mask VERSION '{version}'"))
+                .expect("install the old version");
+            c.batch_execute(SCHEMA_0_1_0).expect("apply the old schema");
+            c.batch_execute("ALTER EXTENSION pg_mask UPDATE").expect("update in place");
+        }
         for sql in SQL_FILES {
             c.batch_execute(sql).expect("apply sql/");
         }
@@ -213,8 +229,10 @@ impl KeySettings {
     /// Sets `pg_mask.key_command` (with the other key sources emptied) and its timeout, reloads,
     /// and waits likewise.
     pub fn key_command(command: &str, timeout_seconds: u32) -> Self {
+        // The timeout first: settings apply in file order, and the command runs as its own
+        // line is applied.
         let conf = format!(
-            "pg_mask.keys = ''\npg_mask.key_file = ''\npg_mask.key_command = '{}'\npg_mask.key_command_timeout = {timeout_seconds}\n",
+            "pg_mask.key_command_timeout = {timeout_seconds}\npg_mask.keys = ''\npg_mask.key_file = ''\npg_mask.key_command = '{}'\n",
             command.replace('\'', "''")
         );
         let file = ServerFile::new(
@@ -428,6 +446,40 @@ fn privileged(program: &str) -> std::process::Command {
         c.args(["-n", program]);
         c
     }
+}
+
+/// The bytes of a file only the server's OS user may read (its log, its data directory), by a
+/// host path: read directly as root, else through `sudo -n cat`.
+pub fn read_server_file(host_path: &std::path::Path) -> Vec<u8> {
+    if is_root() {
+        return std::fs::read(host_path).unwrap_or_default();
+    }
+    privileged("cat").arg(host_path).output().map(|o| o.stdout).unwrap_or_default()
+}
+
+/// A place in the server log: what is written after it can be read with [`LogMark::since`].
+pub struct LogMark {
+    offset: usize,
+}
+
+impl LogMark {
+    pub fn now() -> Self {
+        LogMark { offset: read_server_file(&server::host_path(&server::log())).len() }
+    }
+
+    /// What the server logged since the mark, once it has flushed what is pending (a
+    /// statement's error is logged before its reply is sent, so a caller that got the error has
+    /// its line in the log).
+    pub fn since(&self) -> String {
+        let all = read_server_file(&server::host_path(&server::log()));
+        String::from_utf8_lossy(all.get(self.offset..).unwrap_or_default()).into_owned()
+    }
+}
+
+/// Backends that died of a signal (a crash: the server then restarts every session), as the
+/// server log reports them.
+pub fn crashes_in(log: &str) -> usize {
+    log.matches("terminated by signal").count()
 }
 
 /// Starts, stops or restarts the server under test (as root, or through `sudo -n`).

@@ -331,3 +331,115 @@ fn privileges_hold_after_alter_extension_update_and_no_role_setting_holds_a_key(
     let payload: String = one(&mut plain, "SELECT payload FROM user_login_rejects");
     assert!(payload.starts_with("pm1.") && !payload.contains("oops"));
 }
+
+#[test]
+fn an_installed_0_1_0_updates_in_place_keeping_tokens_triggers_and_grants() {
+    let _lock = key_lock();
+    let mut c = admin();
+    let sharedir: String = one(&mut c, "SELECT setting FROM pg_config WHERE name = 'SHAREDIR'");
+    let script = format!("{sharedir}/extension/pg_mask--0.1.0.sql");
+    let _old = (!server::host_path(&script).exists())
+        .then(|| ServerFile::new(&script, "root", "0644", EXTENSION_0_1_0));
+    // A database as 0.1.0 left it: the extension, the schema, data, a grant.
+    let name = unique("upgrade");
+    c.batch_execute(&format!("CREATE DATABASE {name}")).expect("create database");
+    let url = url_for(&name);
+    let mut db = connect(&url);
+    db.batch_execute("CREATE EXTENSION pg_mask VERSION '0.1.0'").expect("install 0.1.0");
+    db.batch_execute(SCHEMA_0_1_0).expect("0.1.0 schema");
+    copy_ingest(&mut db, &sample_messages()).expect("load under 0.1.0");
+    let role = unique("upgrade_reader");
+    db.batch_execute(&format!(
+        "CREATE ROLE {role} LOGIN PASSWORD 'plain'; GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}; \
+         GRANT EXECUTE ON FUNCTION unmask_pii(text) TO {role};"
+    ))
+    .expect("role");
+    let reader_url = url.replacen("postgres:postgres@", &format!("{role}:plain@"), 1);
+    let snapshot = |c: &mut postgres::Client| -> Vec<String> {
+        c.query(
+            "SELECT concat_ws('|', message_id, masked_ip, masked_device_id) FROM user_logins \
+             UNION ALL SELECT concat_ws('|', message_id, payload) FROM user_login_rejects ORDER BY 1",
+            &[],
+        )
+        .expect("snapshot")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    };
+    let triggers = |c: &mut postgres::Client| -> Vec<String> {
+        c.query("SELECT tgrelid::regclass::text || '.' || tgname || ':' || oid FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1", &[])
+            .expect("triggers")
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    let before = snapshot(&mut db);
+    let triggers_before = triggers(&mut db);
+    let mut reader = connect(&reader_url);
+    let public_could: String = one(&mut reader, "SELECT mask_pii('198.51.100.1')");
+    assert!(public_could.starts_with("pm1."), "0.1.0 let any role mask: the oracle this update closes");
+
+    db.batch_execute("ALTER EXTENSION pg_mask UPDATE").expect("update");
+    let version: String = one(&mut db, "SELECT extversion FROM pg_extension WHERE extname = 'pg_mask'");
+    assert_eq!(version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(snapshot(&mut db), before, "no token re-masked");
+    assert_eq!(triggers(&mut db), triggers_before, "no trigger dropped or re-created");
+    let mut reader = connect(&reader_url);
+    let (code, _) = sqlstate(reader.query_one("SELECT mask_pii('198.51.100.1')", &[]));
+    assert_eq!(code, "42501", "mask_pii revoked from PUBLIC by the update");
+    let token = before.iter().find_map(|r| r.split('|').nth(1).filter(|t| t.starts_with("pm1.")).map(str::to_owned));
+    let opened: String = reader.query_one("SELECT unmask_pii($1)", &[&token]).expect("the grant survives").get(0);
+    assert!(!opened.is_empty());
+    // The README's step after the update: apply sql/ again (the view gains database_error).
+    for sql in SQL_FILES {
+        db.batch_execute(sql).expect("apply sql/ after the update");
+    }
+    let more: Vec<Message> = (0..3).map(|i| Message::new(format!("after-{i}"), r#"{"user_id":"u","ip":"10.0.0.1"}"#)).collect();
+    assert_eq!(copy_ingest(&mut db, &more).expect("load after the update").loaded, 3);
+    drop((db, reader));
+    let _ = c.batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"));
+    let _ = c.batch_execute(&format!("DROP ROLE {role}"));
+}
+
+#[test]
+fn key_command_gives_the_ring_at_start_and_reload_and_fails_closed() {
+    let _lock = key_lock();
+    let db = TestDb::new("ext");
+    let path = server::scratch_path(&format!("{}.keys", unique("key_command")));
+    let file = ServerFile::new(&path, "postgres", "0600", K1);
+    let under = |spec: &str| {
+        let ring = pg_mask_core::KeyRing::parse(spec).expect("test ring");
+        ring.mask("10.0.0.1")
+    };
+    {
+        let _k = KeySettings::key_command(&format!("cat {path}"), 10);
+        let token: String = one(&mut db.client(), "SELECT mask_pii('10.0.0.1')");
+        assert_eq!(token, under(K1), "the ring the command printed");
+        let shown: String = one(&mut db.client(), "SHOW pg_mask.key_command");
+        assert_eq!(shown, "(set)", "the command line is not shown either");
+        // The secret store rotated the key: a reload runs the command again.
+        file.write(&format!("{K2}, {K1}"));
+        reload();
+        assert!(
+            wait_until(std::time::Duration::from_secs(10), || {
+                let t: String = one(&mut db.client(), "SELECT mask_pii('10.0.0.1')");
+                t == under(K2)
+            }),
+            "a reload re-runs the key command"
+        );
+    }
+    for (command, expect) in [
+        ("exit 3".to_owned(), "failed (exit status: 3)"),
+        ("sleep 30".to_owned(), "did not finish within 1 s"),
+        ("echo not-a-key-ring".to_owned(), "printed an invalid key ring"),
+    ] {
+        let _k = KeySettings::key_command(&command, 1);
+        let mut c = db.client();
+        let (code, msg) = sqlstate(c.query_one("SELECT mask_pii('10.0.0.1')", &[]));
+        assert_eq!(code, "55000", "{command}: {msg}");
+        assert!(msg.contains(expect), "{command}: {msg}");
+        let (code, _) = sqlstate(copy_ingest(&mut c, &sample_messages()[..2]));
+        assert_eq!(code, "55000", "{command}: nothing is written without a key");
+        assert_eq!(count(&mut db.client(), "SELECT count(*) FROM user_logins"), 0);
+    }
+}

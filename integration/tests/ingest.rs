@@ -468,3 +468,225 @@ fn tables_the_bulk_insert_cannot_honour_get_the_insert_and_its_rules() {
     assert!(msg.contains("row-level security"), "{msg}");
     assert_eq!(count(&mut admin, "SELECT count(*) FROM user_logins"), 3);
 }
+
+/// The body of a valid login for `id`.
+fn login(id: &str) -> String {
+    format!(r#"{{"user_id":"{id}","ip":"10.20.30.40"}}"#)
+}
+
+/// Loads of the view and of a plain table, side by side in the same statements: `f(id, mode)`
+/// inserts `id` into `shadow` (as an INSERT into a plain table would keep it) and returns the
+/// body for the view. Modes: 0 plain, 1 an error caught inside f (an aborted subtransaction in
+/// the middle of the statement), 2 a nested INSERT into the view of `id || '-n'` (kept), 3 the
+/// same nested INSERT inside a block whose error is caught (rolled back).
+const SIDE_BY_SIDE: &str = r#"
+    CREATE TABLE shadow (message_id text);
+    CREATE FUNCTION f(id text, mode int) RETURNS text LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO shadow VALUES (id);
+        IF mode = 1 THEN
+            BEGIN PERFORM 1 / 0; EXCEPTION WHEN division_by_zero THEN NULL; END;
+        ELSIF mode = 2 THEN
+            INSERT INTO login_ingest VALUES (id || '-n', now(), format('{"user_id":"%s"}', id));
+            INSERT INTO shadow VALUES (id || '-n');
+        ELSIF mode = 3 THEN
+            BEGIN
+                INSERT INTO login_ingest VALUES (id || '-n', now(), format('{"user_id":"%s"}', id));
+                INSERT INTO shadow VALUES (id || '-n');
+                RAISE EXCEPTION 'roll it back';
+            EXCEPTION WHEN raise_exception THEN NULL;
+            END;
+        END IF;
+        RETURN format('{"user_id":"%s","ip":"10.20.30.40"}', id);
+    END $$;
+"#;
+
+#[test]
+fn an_error_caught_mid_statement_drops_only_its_own_rows() {
+    let _lock = key_lock();
+    let db = TestDb::new("ingest");
+    let mut c = db.client();
+    c.batch_execute(SIDE_BY_SIDE).expect("functions");
+    // The issue's case: every fourth row's function catches an error.
+    let n: i64 = c
+        .execute(
+            "INSERT INTO login_ingest SELECT 'c' || i, now(), f('c' || i, CASE WHEN i % 4 = 0 THEN 1 ELSE 0 END) \
+             FROM generate_series(1, 25) i",
+            &[],
+        )
+        .expect("insert") as i64;
+    assert_eq!(n, 25);
+    assert_eq!(count(&mut c, "SELECT count(*) FROM user_logins"), 25, "rows buffered before a caught error survive");
+    assert_eq!(count(&mut c, "SELECT count(*) FROM shadow"), 25);
+}
+
+#[test]
+fn savepoints_caught_errors_and_nested_loads_keep_exactly_what_an_insert_keeps() {
+    use rand::{Rng, SeedableRng};
+    let _lock = key_lock();
+    let db = TestDb::new("ingest");
+    let mut c = db.client();
+    c.batch_execute(SIDE_BY_SIDE).expect("functions");
+    let mut next_id = 0;
+    let mut sequences = 0;
+    for seed in 0..40u64 {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let rows_before = count(&mut c, "SELECT count(*) FROM user_logins");
+        let shadow_before = count(&mut c, "SELECT count(*) FROM shadow");
+        let mut tx = c.transaction().expect("begin");
+        tx.batch_execute(&format!("SET LOCAL pg_mask.ingest_batch_rows = {}", rng.random_range(1..6)))
+            .expect("batch size");
+        let mut savepoints: Vec<String> = Vec::new();
+        let mut script = Vec::new();
+        for _ in 0..rng.random_range(3..12) {
+            let sql = match rng.random_range(0..6) {
+                0 | 1 => {
+                    let rows: Vec<String> = (0..rng.random_range(1..8))
+                        .map(|_| {
+                            next_id += 1;
+                            format!("('p{next_id}', {})", rng.random_range(0..4))
+                        })
+                        .collect();
+                    format!(
+                        "INSERT INTO login_ingest SELECT id, now(), f(id, mode) FROM (VALUES {}) v(id, mode)",
+                        rows.join(", ")
+                    )
+                }
+                2 => {
+                    let name = format!("s{}", savepoints.len());
+                    savepoints.push(name.clone());
+                    format!("SAVEPOINT {name}")
+                }
+                3 if !savepoints.is_empty() => {
+                    let i = rng.random_range(0..savepoints.len());
+                    savepoints.truncate(i + 1);
+                    format!("ROLLBACK TO SAVEPOINT {}", savepoints[i])
+                }
+                4 if !savepoints.is_empty() => {
+                    let i = rng.random_range(0..savepoints.len());
+                    let name = savepoints[i].clone();
+                    savepoints.truncate(i);
+                    format!("RELEASE SAVEPOINT {name}")
+                }
+                _ => {
+                    next_id += 1;
+                    let raise = rng.random_bool(0.5);
+                    format!(
+                        "DO $$ BEGIN \
+                           PERFORM f('p{next_id}', 0); INSERT INTO login_ingest VALUES ('p{next_id}', now(), '{body}'); \
+                           BEGIN \
+                             PERFORM f('p{next_id}-in', 0); INSERT INTO login_ingest VALUES ('p{next_id}-in', now(), '{body}'); \
+                             {raise} \
+                           EXCEPTION WHEN raise_exception THEN NULL; END; \
+                         END $$",
+                        body = login("x"),
+                        raise = if raise { "RAISE EXCEPTION 'undo';" } else { "" },
+                    )
+                }
+            };
+            tx.batch_execute(&sql).unwrap_or_else(|e| panic!("seed {seed}: {sql}: {e}"));
+            script.push(sql);
+        }
+        let loaded: i64 = tx.query_one("SELECT loaded FROM ingest_stats()", &[]).expect("stats").get(0);
+        let shadow: i64 = tx.query_one("SELECT count(*) FROM shadow", &[]).expect("shadow").get(0);
+        let before: i64 = tx.query_one("SELECT count(*) FROM user_logins", &[]).expect("rows").get(0);
+        tx.commit().unwrap_or_else(|e| panic!("seed {seed}: commit: {e}\n{}", script.join("\n")));
+        let missing = count(&mut c, "SELECT count(*) FROM (SELECT message_id FROM shadow EXCEPT SELECT message_id FROM user_logins) d");
+        let extra = count(&mut c, "SELECT count(*) FROM (SELECT message_id FROM user_logins EXCEPT SELECT message_id FROM shadow) d");
+        assert_eq!((missing, extra), (0, 0), "seed {seed}:\n{}", script.join("\n"));
+        assert_eq!(loaded, before - rows_before, "seed {seed}: ingest_stats() counts what is there");
+        assert_eq!(before - rows_before, shadow - shadow_before, "seed {seed}");
+        sequences += 1;
+    }
+    println!("subtransaction sequences tried: {sequences}");
+}
+
+#[test]
+fn two_ingest_views_in_one_statement_each_reach_their_own_tables() {
+    let _lock = key_lock();
+    let db = TestDb::new("ingest");
+    let mut c = db.client();
+    c.batch_execute(GENERAL_PATH_TABLES).expect("second view");
+    c.batch_execute(&format!(
+        "WITH a AS (INSERT INTO login_ingest VALUES ('v1', now(), '{}') RETURNING 1) \
+         INSERT INTO ingest_general SELECT 'v2', now(), '{}' FROM a",
+        login("one"),
+        login("two")
+    ))
+    .expect("one statement, two views");
+    let ids = |c: &mut postgres::Client, table: &str| -> Vec<String> {
+        c.query(&format!("SELECT message_id FROM {table}"), &[]).expect("ids").iter().map(|r| r.get(0)).collect()
+    };
+    assert_eq!(ids(&mut c, "user_logins"), ["v1"]);
+    assert_eq!(ids(&mut c, "logins_general"), ["v2"]);
+}
+
+#[test]
+fn a_load_under_the_replica_role_raises_instead_of_storing_nothing() {
+    let _lock = key_lock();
+    let db = TestDb::new("ingest");
+    let mut c = db.client();
+    c.batch_execute("SET session_replication_role = replica").expect("replica");
+    let (code, msg) = sqlstate(copy_ingest(&mut c, &[Message::new("r1", login("r"))]));
+    assert_eq!(code, "55000", "{msg}");
+    assert!(msg.contains("session_replication_role"), "{msg}");
+    // The client library cannot go on after a COPY refused before it started: a new session.
+    let mut c = db.client();
+    c.batch_execute("SET session_replication_role = replica").expect("replica");
+    let (code, _) = sqlstate(c.batch_execute(&format!("INSERT INTO login_ingest VALUES ('r2', now(), '{}')", login("r"))));
+    assert_eq!(code, "55000");
+    // The masking trigger on the table itself fires under the replica role too.
+    c.batch_execute("INSERT INTO user_logins (message_id, user_id, masked_ip) VALUES ('r3', 'u', '198.51.100.5')")
+        .expect("direct insert");
+    c.batch_execute("SET session_replication_role = origin").expect("origin");
+    let ip: String = one(&mut c, "SELECT masked_ip FROM user_logins WHERE message_id = 'r3'");
+    assert!(ip.starts_with("pm1."), "stored masked: {ip}");
+    assert_eq!(copy_ingest(&mut c, &[Message::new("r1", login("r"))]).expect("origin loads").loaded, 1);
+}
+
+#[test]
+fn a_partitioned_user_logins_routes_rows_and_skips_redeliveries_across_partitions() {
+    use std::time::{Duration, UNIX_EPOCH};
+    let _lock = key_lock();
+    let db = TestDb::new("ingest");
+    let mut c = db.client();
+    // The README's advice: partition by create_date; the unique index then includes it.
+    c.batch_execute(
+        "DROP VIEW login_duplicates; DROP TABLE user_logins; \
+         CREATE TABLE user_logins (user_id varchar(128), device_type varchar(32), masked_ip varchar(256), \
+           masked_device_id varchar(256), locale varchar(32), app_version integer, create_date date, \
+           message_id text COLLATE \"C\") PARTITION BY RANGE (create_date); \
+         CREATE UNIQUE INDEX user_logins_message_id_key ON user_logins (message_id, create_date); \
+         CREATE TRIGGER user_logins_mask BEFORE INSERT OR UPDATE ON user_logins \
+           FOR EACH ROW EXECUTE FUNCTION mask_columns('masked_ip', 'masked_device_id'); \
+         CREATE TABLE user_logins_2024_01 PARTITION OF user_logins FOR VALUES FROM ('2024-01-01') TO ('2024-02-01'); \
+         CREATE TABLE user_logins_2024_02 PARTITION OF user_logins FOR VALUES FROM ('2024-02-01') TO ('2024-03-01');",
+    )
+    .expect("partitioned user_logins");
+    let at = |day: u64| Some(UNIX_EPOCH + Duration::from_secs(1_704_067_200 + day * 86_400));
+    let msg = |id: &str, day: u64| {
+        let mut m = Message::new(id, login(id));
+        m.sent_at = at(day);
+        m
+    };
+    let batch = [msg("jan", 3), msg("feb", 40), msg("jan-2", 20)];
+    assert_eq!(copy_ingest(&mut c, &batch).expect("load").loaded, 3);
+    assert_eq!(count(&mut c, "SELECT count(*) FROM user_logins_2024_01"), 2);
+    assert_eq!(count(&mut c, "SELECT count(*) FROM user_logins_2024_02"), 1);
+    // A redelivery is skipped even with another send date (no partition key in the probe).
+    assert_eq!(
+        copy_ingest(&mut c, &[msg("jan", 45)]).expect("redelivery"),
+        Counts { loaded: 0, duplicates: 1, rejected: 0 }
+    );
+    // A row no partition takes: the integrity error, with no row values in it.
+    let err = copy_ingest(&mut c, &[msg("march", 70)]).expect_err("no partition");
+    let e = err.as_db_error().expect("db error");
+    assert_eq!(e.code().code(), "23514", "{}", e.message());
+    assert!(!format!("{:?}", e).contains("pm1."), "no token in the error");
+    assert_masked_everywhere(&mut c);
+}
+
+fn assert_masked_everywhere(c: &mut postgres::Client) {
+    let clear = count(c, "SELECT count(*) FROM user_logins WHERE masked_ip NOT LIKE 'pm1.%'");
+    assert_eq!(clear, 0);
+}

@@ -7,7 +7,9 @@
 //!   personal data that fails for one row must not copy that row into the server log. PostgreSQL
 //!   prints no row data for binary COPY; text and CSV COPY print it for every error, whoever
 //!   raised it.
-//! - key-ring entries (`kid:base64key`) anywhere, with [`crate::keyring::redact_key_material`].
+//! - key-ring entries (`kid:base64key`) anywhere, with [`crate::keyring::redact_key_material`],
+//!   and the value in the postmaster's `parameter "pg_mask.keys" changed to "…"` line (for
+//!   `pg_mask.key_command` too, whose command line may carry a secret store's token).
 
 use crate::keyring::redact_key_material;
 
@@ -45,14 +47,29 @@ pub fn scrub_copy_context(context: &str) -> Option<String> {
     changed.then(|| lines.join("\n"))
 }
 
-/// `text` with key material and COPY row data removed; `None` if it needed neither.
+/// The settings whose values a log line must never show.
+const SECRET_SETTINGS: [&str; 2] = ["\"pg_mask.keys\"", "\"pg_mask.key_command\""];
+
+/// `text` with the value of a secret setting's "changed to" report hidden; `None` if it is not
+/// one. The value is the last quoted part of the line, whatever the translation around it.
+pub fn scrub_setting_change(text: &str) -> Option<String> {
+    let name = SECRET_SETTINGS.iter().find(|n| text.contains(*n))?;
+    let after_name = text.find(name)? + name.len();
+    let open = text[after_name..].find('"')? + after_name;
+    let close = text.rfind('"').filter(|&c| c > open)?;
+    Some(format!("{}\"(hidden by pg_mask)\"{}", &text[..open], &text[close + 1..]))
+}
+
+/// `text` with key material, secret settings' values and COPY row data removed; `None` if it
+/// needed none of that.
 pub fn scrub(text: &str) -> Option<String> {
-    let keys = redact_key_material(text);
-    let base = keys.as_deref().unwrap_or(text);
-    match scrub_copy_context(base) {
-        Some(s) => Some(s),
-        None => keys,
+    let mut changed = None;
+    for step in [redact_key_material, scrub_setting_change, scrub_copy_context] {
+        if let Some(s) = step(changed.as_deref().unwrap_or(text)) {
+            changed = Some(s);
+        }
     }
+    changed
 }
 
 #[cfg(test)]
@@ -87,6 +104,20 @@ mod tests {
         assert_eq!(scrub_copy_context(""), None);
         let once = scrub_copy_context("COPY t, line 1: \"x\"").unwrap_or_default();
         assert_eq!(scrub_copy_context(&once), None, "idempotent");
+    }
+
+    #[test]
+    fn secret_settings_changes_hide_the_value() {
+        assert_eq!(
+            scrub("parameter \"pg_mask.key_command\" changed to \"vault read -field=ring secret/x token=s.abc\"").as_deref(),
+            Some("parameter \"pg_mask.key_command\" changed to \"(hidden by pg_mask)\"")
+        );
+        assert_eq!(
+            scrub_setting_change("parameter \"pg_mask.keys\" changed to \"k1:short\"").as_deref(),
+            Some("parameter \"pg_mask.keys\" changed to \"(hidden by pg_mask)\"")
+        );
+        assert_eq!(scrub_setting_change("parameter \"pg_mask.key_file\" changed to \"/etc/k\""), None);
+        assert_eq!(scrub_setting_change("parameter \"pg_mask.keys\" cannot be changed now"), None);
     }
 
     #[test]
