@@ -163,7 +163,14 @@ impl MaskError {
             let quoted = |kind: &str, name: &Option<String>| {
                 name.as_ref().map(|n| format!("{kind} \"{}\"", n.replace('"', "")))
             };
+            let from_message = || {
+                f.message
+                    .as_deref()
+                    .filter(|_| class.starts_with("23") && f.raised_by_the_server())
+                    .and_then(pg_mask_core::refusal::constraint_in_message)
+            };
             quoted("constraint", &f.constraint)
+                .or_else(|| quoted("constraint", &from_message()))
                 .or_else(|| quoted("column", &f.column))
                 .or_else(|| quoted("table", &f.table))
         });

@@ -71,6 +71,24 @@ impl Refusal {
     }
 }
 
+/// The constraint an integrity error's message names, when the error itself lost the field:
+/// Citus relays a shard's error with its message only. PostgreSQL quotes the constraint last
+/// (`… violates check constraint "name"`); a shard's name carries the shard id after an
+/// underscore, as the relation's does, and the logical name is returned without it.
+pub fn constraint_in_message(message: &str) -> Option<String> {
+    let quoted: Vec<&str> = message.split('"').skip(1).step_by(2).collect();
+    let name = *quoted.last()?;
+    if !message.contains("constraint") || quoted.len() < 2 || name.is_empty() {
+        return None;
+    }
+    let shard_suffix = |s: &str| s.rsplit_once('_').filter(|(_, id)| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())).map(|(_, id)| id.to_owned());
+    let relation = quoted[0];
+    Some(match (shard_suffix(relation), shard_suffix(name)) {
+        (Some(a), Some(b)) if a == b => name[..name.len() - b.len() - 1].to_owned(),
+        _ => name.to_owned(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +106,17 @@ mod tests {
             Refusal::parse("57014").detail(),
             "the database refused the message: SQLSTATE 57014"
         );
+    }
+
+    #[test]
+    fn a_relayed_shard_error_names_the_logical_constraint() {
+        let citus = r#"new row for relation "user_logins_102017" violates check constraint "no_web_102017""#;
+        assert_eq!(constraint_in_message(citus).as_deref(), Some("no_web"));
+        let plain = r#"new row for relation "user_logins" violates check constraint "check_2024""#;
+        assert_eq!(constraint_in_message(plain).as_deref(), Some("check_2024"));
+        let unique = r#"duplicate key value violates unique constraint "user_logins_message_id_key""#;
+        assert_eq!(constraint_in_message(unique), None, "one quoted name: nothing to compare");
+        assert_eq!(constraint_in_message("value too long for type character varying(32)"), None);
     }
 
     #[test]

@@ -187,17 +187,17 @@ fn insert_logins(
         .map_err(spi)
 }
 
-/// The message ids among `ids` that the logins table already holds.
-fn loaded_ids(
+/// The message ids among `ids` that `probe` (one of the `*_ids` statements) finds.
+fn known_ids(
     client: &mut SpiClient<'_>,
-    statements: &Statements,
+    probe: &pgrx::spi::OwnedPreparedStatement,
     ids: Vec<&str>,
 ) -> Result<HashSet<String>, MaskError> {
-    let mut loaded = HashSet::new();
-    for row in client.select(&statements.loaded_ids, None, &[ids.into()]).map_err(spi)? {
-        loaded.extend(row.get::<String>(1).map_err(spi)?);
+    let mut known = HashSet::new();
+    for row in client.select(probe, None, &[ids.into()]).map_err(spi)? {
+        known.extend(row.get::<String>(1).map_err(spi)?);
     }
-    Ok(loaded)
+    Ok(known)
 }
 
 fn drop_loaded(
@@ -206,7 +206,7 @@ fn drop_loaded(
     logins: &mut Vec<LoginRow>,
 ) -> Result<(), MaskError> {
     let ids = logins.iter().map(|r| r.message_id.as_str()).collect();
-    let loaded = loaded_ids(client, statements, ids)?;
+    let loaded = known_ids(client, &statements.loaded_ids, ids)?;
     logins.retain(|r| !loaded.contains(&r.message_id));
     Ok(())
 }
@@ -278,9 +278,16 @@ fn insert_rejects(
 ) -> Result<i64, MaskError> {
     // A message id always comes with the same body, so a valid message never meets its own
     // reject; the check still keeps one id in one table for a hand-made batch that reuses an id.
-    let ids = rejects.iter().map(|r| r.message_id.as_str()).collect();
-    let loaded = loaded_ids(client, statements, ids)?;
-    rejects.retain(|r| !loaded.contains(&r.message_id));
+    // Ids already rejected are left out here too, not only by ON CONFLICT: Citus counts a row
+    // its INSERT … SELECT skipped on conflict as inserted, and the counts must be right.
+    for probe in [&statements.loaded_ids, &statements.rejected_ids] {
+        let ids = rejects.iter().map(|r| r.message_id.as_str()).collect();
+        let known = known_ids(client, probe, ids)?;
+        rejects.retain(|r| !known.contains(&r.message_id));
+        if rejects.is_empty() {
+            return Ok(0);
+        }
+    }
     if rejects.is_empty() {
         return Ok(0);
     }

@@ -23,6 +23,8 @@ pub struct Statements {
     pub insert_logins_skipping: OwnedPreparedStatement,
     /// Which of the ids in `$1` the logins table already holds.
     pub loaded_ids: OwnedPreparedStatement,
+    /// Which of the ids in `$1` the rejects table already holds.
+    pub rejected_ids: OwnedPreparedStatement,
     /// INSERT of the rejects, `ON CONFLICT (…) DO NOTHING`.
     pub insert_rejects: OwnedPreparedStatement,
 }
@@ -79,11 +81,15 @@ pub fn prepare(client: &SpiClient<'_>, target: &Target) -> Result<Statements, Ma
     let ts_arr = PgOid::from(pg_sys::TIMESTAMPTZARRAYOID);
     let insert = insert_logins_text(&target.logins);
     let skipping = format!("{insert}{}", on_conflict(&target.logins));
-    let loaded = format!(
-        "SELECT {id} FROM {table} WHERE {id} OPERATOR(pg_catalog.=) ANY ($1)",
-        id = schema::MESSAGE_ID,
-        table = target.logins.sql_name
-    );
+    let known_ids = |table: &Table| {
+        format!(
+            "SELECT {id} FROM {table} WHERE {id} OPERATOR(pg_catalog.=) ANY ($1)",
+            id = schema::MESSAGE_ID,
+            table = table.sql_name
+        )
+    };
+    let loaded = known_ids(&target.logins);
+    let rejected = known_ids(&target.rejects);
     let rejects = format!(
         "INSERT INTO {} (message_id, sent_at, reason, detail, payload) \
          SELECT * FROM unnest($1, $2, $3, $4, $5){}",
@@ -95,6 +101,7 @@ pub fn prepare(client: &SpiClient<'_>, target: &Target) -> Result<Statements, Ma
         insert_logins: client.prepare_mut(insert.as_str(), &types).map_err(spi)?.keep(),
         insert_logins_skipping: client.prepare_mut(skipping.as_str(), &types).map_err(spi)?.keep(),
         loaded_ids: client.prepare_mut(loaded.as_str(), &[text_arr]).map_err(spi)?.keep(),
+        rejected_ids: client.prepare_mut(rejected.as_str(), &[text_arr]).map_err(spi)?.keep(),
         insert_rejects: client
             .prepare_mut(rejects.as_str(), &[text_arr, ts_arr, text_arr, text_arr, text_arr])
             .map_err(spi)?
