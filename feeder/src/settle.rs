@@ -155,6 +155,7 @@ impl<S: Source, T: Store> Settler<S, T> {
         count!(self.counters, duplicates, done.duplicates);
         count!(self.counters, rejected, done.rejected);
         count!(self.counters, batches, 1);
+        tracing::debug!(rows = idx.len(), ?done, "batch committed");
         set(pending, idx, false);
         let acks: Vec<S::Ack> = idx.iter().map(|&i| batch[i].ack.clone()).collect();
         let (source, shutdown, counters) =

@@ -81,6 +81,7 @@ impl Counters {
 pub fn spawn_progress(
     counters: Arc<Counters>,
     interval: Duration,
+    acked: &'static str,
     extra: impl Fn() -> Option<String> + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -99,7 +100,7 @@ pub fn spawn_progress(
                 + counters.get(|c| &c.duplicates)
                 + counters.get(|c| &c.rejected);
             if done != last {
-                let summary = counters.summary(start.elapsed());
+                let summary = counters.summary_as(start.elapsed(), acked);
                 match extra() {
                     Some(more) => tracing::info!("progress: {more}; {summary}"),
                     None => tracing::info!("progress: {summary}"),

@@ -231,7 +231,7 @@ fn describe(c: &CertificateError) -> String {
         UnknownIssuer => "is not signed by a trusted CA (check sslrootcert)".to_owned(),
         NotValidForName => "is not valid for this host name (sslmode=verify-full)".to_owned(),
         NotValidForNameContext { expected, .. } => {
-            format!("is not valid for host name {expected:?} (sslmode=verify-full)")
+            format!("is not valid for host name {} (sslmode=verify-full)", expected.to_str())
         }
         Expired | ExpiredContext { .. } => "has expired".to_owned(),
         NotValidYet | NotValidYetContext { .. } => "is not valid yet".to_owned(),

@@ -216,6 +216,40 @@ impl Sqs {
         Sqs { rt, client, queue_url }
     }
 
+    /// A uniquely named queue whose redrive policy moves a message to its own dead-letter queue
+    /// once it has been received `max_receive_count` times: (queue, dead-letter queue).
+    pub fn new_queue_with_dead_letters(endpoint: &str, max_receive_count: u32) -> (Self, Self) {
+        let dlq = Self::new_queue(endpoint);
+        let arn = dlq
+            .rt
+            .block_on(
+                dlq.client
+                    .get_queue_attributes()
+                    .queue_url(&dlq.queue_url)
+                    .attribute_names(QueueAttributeName::QueueArn)
+                    .send(),
+            )
+            .expect("dead-letter queue attributes")
+            .attributes
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+            .expect("dead-letter queue ARN");
+        let (rt, client) = Self::connect(endpoint);
+        let policy =
+            format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"{max_receive_count}"}}"#);
+        let queue_url = rt
+            .block_on(
+                client
+                    .create_queue()
+                    .queue_name(crate::unique("q"))
+                    .attributes(QueueAttributeName::RedrivePolicy, policy)
+                    .send(),
+            )
+            .expect("create queue with a redrive policy")
+            .queue_url
+            .expect("queue url");
+        (Sqs { rt, client, queue_url }, dlq)
+    }
+
     /// The existing queue `name` on `endpoint`.
     pub fn named(endpoint: &str, name: &str) -> Self {
         let (rt, client) = Self::connect(endpoint);

@@ -1,4 +1,5 @@
-//! Running the real feeder binary as a child process, with its log captured to a file.
+//! Running the real feeder binary as a child process, with its log captured to a file, and
+//! reading what it reports: its summary line, its exit code, its peak memory.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -76,6 +77,33 @@ impl Feeder {
         }
     }
 
+    /// Like [`Feeder::wait`], also sampling the process's peak resident memory (`VmHWM`, in
+    /// KiB) until it exits: the last sample is the peak over its whole life but its very end.
+    pub fn wait_measuring_rss(mut self, timeout: Duration) -> (ExitStatus, String, u64) {
+        let start = std::time::Instant::now();
+        let mut peak = 0;
+        loop {
+            if let Some(kb) = self.peak_rss_kb() {
+                peak = peak.max(kb);
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return (status, self.log_text(), peak);
+            }
+            if start.elapsed() > timeout {
+                let _ = self.child.kill();
+                panic!("feeder did not exit within {timeout:?}; log:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `VmHWM` of the running process, KiB.
+    pub fn peak_rss_kb(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
     pub fn signal(&self, sig: i32) {
         // SAFETY: sending a signal to our own child process.
         unsafe { libc::kill(self.child.id() as i32, sig) };
@@ -108,6 +136,7 @@ pub struct Summary {
     pub loaded: u64,
     pub duplicates: u64,
     pub rejected: u64,
+    pub released: u64,
     pub deleted: u64,
     pub delete_failures: u64,
 }
@@ -132,15 +161,17 @@ impl Summary {
             loaded: field("loaded"),
             duplicates: field("duplicates"),
             rejected: field("rejected"),
+            released: field("released"),
             deleted: field("deleted"),
             delete_failures: field("delete failures"),
         }
     }
 
     /// Every message received was either loaded, recognised as a duplicate or rejected, and
-    /// then deleted: nothing lost, whatever the queue redelivered.
+    /// then deleted: nothing lost, whatever the queue redelivered, and nothing released.
     pub fn accounts_for_every_message(&self) -> bool {
         self.received == self.loaded + self.duplicates + self.rejected
+            && self.released == 0
             && self.deleted == self.received
             && self.delete_failures == 0
     }

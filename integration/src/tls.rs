@@ -78,7 +78,9 @@ fn write(path: &Path, content: &str, mode: u32) {
 }
 
 fn chown_postgres(path: &Path) {
-    let mut c = if crate::is_root() { Command::new("chown") } else {
+    let mut c = if crate::is_root() {
+        Command::new("chown")
+    } else {
         let mut c = Command::new("sudo");
         c.args(["-n", "chown"]);
         c
@@ -117,7 +119,15 @@ impl TlsCluster {
         chown_postgres(&server);
         chown_postgres(&data);
         let mut initdb = as_postgres(&format!("{BIN}/initdb"));
-        initdb.arg("-D").arg(&data).args(["-U", "postgres", "-E", "UTF8", "--no-sync", "-A", "peer"]);
+        initdb.arg("-D").arg(&data).args([
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "-A",
+            "peer",
+        ]);
         run(initdb, "initdb");
         let s = server.display();
         let conf = format!(
@@ -136,7 +146,12 @@ impl TlsCluster {
         ));
         run(append, "configure");
         let mut start = as_postgres(&format!("{BIN}/pg_ctl"));
-        start.arg("-D").arg(&data).arg("-l").arg(server.join("log")).args(["-w", "-t", "60", "start"]);
+        start
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(server.join("log"))
+            .args(["-w", "-t", "60", "start"]);
         run(start, "pg_ctl start");
         let cluster = TlsCluster {
             dir,
@@ -188,7 +203,9 @@ impl Drop for TlsCluster {
         let _ = stop.output();
         let _ = std::fs::remove_dir_all(&self.dir);
         if self.dir.exists() {
-            let mut rm = if crate::is_root() { Command::new("rm") } else {
+            let mut rm = if crate::is_root() {
+                Command::new("rm")
+            } else {
                 let mut c = Command::new("sudo");
                 c.args(["-n", "rm"]);
                 c

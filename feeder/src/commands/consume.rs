@@ -11,8 +11,9 @@ use crate::telemetry::{self, Counters};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Most bytes per transaction: with 1 MiB messages, a batch stays within this.
-pub const BATCH_BYTES: usize = 16 << 20;
+/// Most bytes per transaction. With SQS's 1 MiB messages a batch stays within this, and the
+/// pipeline holds at most two batches' worth: memory is bounded whatever the backlog or file.
+pub const BATCH_BYTES: usize = 8 << 20;
 
 pub async fn consume(cli: &Cli, mode: Mode, shutdown: &Shutdown) -> Result<Outcome, FeederError> {
     let common = &cli.common;
@@ -38,6 +39,7 @@ pub async fn consume(cli: &Cli, mode: Mode, shutdown: &Shutdown) -> Result<Outco
     let progress = telemetry::spawn_progress(
         Arc::clone(&counters),
         Duration::from_secs(common.progress_interval),
+        "deleted",
         || None,
     );
     let settings = Settings {

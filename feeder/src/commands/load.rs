@@ -12,6 +12,10 @@ use crate::telemetry::{self, Counters};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Most bytes per transaction. Reading ahead buys a file nothing (the disk is not the
+/// bottleneck, the database is), so a load holds less than a queue: two batches of this.
+const BATCH_BYTES: usize = 4 << 20;
+
 pub async fn load(
     cli: &Cli,
     path: &std::path::Path,
@@ -28,13 +32,14 @@ pub async fn load(
         telemetry::spawn_progress(
             Arc::clone(&counters),
             Duration::from_secs(common.progress_interval),
+            "committed",
             move || crate::source::Source::progress(&*source),
         )
     };
     let settings = Settings {
         mode: Mode::UntilEmpty,
         batch_rows: common.batch_size,
-        batch_bytes: super::consume::BATCH_BYTES,
+        batch_bytes: BATCH_BYTES,
         linger: cli.run.linger(),
     };
     let start = Instant::now();

@@ -45,6 +45,9 @@ pub struct FileSource {
     reader: tokio::sync::Mutex<Reader>,
     size: Option<u64>,
     bytes_read: AtomicU64,
+    /// Where the last line whose row committed ends: progress and ETA count what is loaded,
+    /// not what was read ahead.
+    bytes_committed: AtomicU64,
     eof: AtomicBool,
     repaired: AtomicU64,
     cut: AtomicU64,
@@ -77,6 +80,7 @@ impl FileSource {
             reader: tokio::sync::Mutex::new(Reader { input, line_no: 0 }),
             size,
             bytes_read: AtomicU64::new(0),
+            bytes_committed: AtomicU64::new(0),
             eof: AtomicBool::new(false),
             repaired: AtomicU64::new(0),
             cut: AtomicU64::new(0),
@@ -172,10 +176,11 @@ fn body_of(bytes: Vec<u8>, repaired: &AtomicU64) -> String {
 }
 
 impl Source for FileSource {
-    type Ack = u64;
+    /// (line number, byte offset where the line ends).
+    type Ack = (u64, u64);
     type Error = FileError;
 
-    async fn receive(&self, max: usize) -> Result<Vec<Message<u64>>, FileError> {
+    async fn receive(&self, max: usize) -> Result<Vec<Message<(u64, u64)>>, FileError> {
         let mut r = self.reader.lock().await;
         let mut out = Vec::new();
         let mut bytes = 0;
@@ -197,22 +202,28 @@ impl Source for FileSource {
             let row = Row {
                 message_id: message_id(r.line_no, &digest),
                 sent_at: None,
-                body: body_of(std::mem::take(&mut line), &self.repaired),
+                // A copy of exactly the line's length: the read buffer keeps its capacity for
+                // the next line, and a batch holds no slack (memory is bounded by the batch).
+                body: body_of(line.clone(), &self.repaired),
             };
-            out.push(Message { row, ack: r.line_no, received_at: Instant::now() });
+            let end = self.bytes_read.load(Ordering::Relaxed);
+            out.push(Message { row, ack: (r.line_no, end), received_at: Instant::now() });
         }
         Ok(out)
     }
 
-    async fn acknowledge(&self, _acks: Vec<u64>) -> Result<Vec<u64>, FileError> {
+    async fn acknowledge(&self, acks: Vec<(u64, u64)>) -> Result<Vec<(u64, u64)>, FileError> {
+        if let Some(end) = acks.iter().map(|a| a.1).max() {
+            self.bytes_committed.fetch_max(end, Ordering::Relaxed);
+        }
         Ok(Vec::new())
     }
 
-    async fn keep_alive(&self, _acks: &[u64]) -> Result<(), FileError> {
+    async fn keep_alive(&self, _acks: &[(u64, u64)]) -> Result<(), FileError> {
         Ok(())
     }
 
-    fn release(&self, message_id: &str, _ack: &u64) {
+    fn release(&self, message_id: &str, _ack: &(u64, u64)) {
         self.released.lock().unwrap_or_else(|p| p.into_inner()).push(message_id.to_owned());
     }
 
@@ -233,13 +244,9 @@ impl Source for FileSource {
     }
 
     fn progress(&self) -> Option<String> {
-        let read = self.bytes_read.load(Ordering::Relaxed);
+        let read = self.bytes_committed.load(Ordering::Relaxed);
         let secs = self.started.elapsed().as_secs_f64().max(1e-3);
-        let line = self.reader.try_lock().map(|r| r.line_no).ok();
-        let mut text = match line {
-            Some(n) => format!("line {n}"),
-            None => "reading".to_owned(),
-        };
+        let mut text = format!("{:.1} MB loaded", read as f64 / 1e6);
         if let Some(size) = self.size {
             let rate = read as f64 / secs;
             let left = size.saturating_sub(read) as f64;
@@ -277,8 +284,9 @@ mod tests {
         assert_eq!(got[1].row.body, "{\"a\":1}");
         assert_eq!(got[3].row.body, "last");
         let again = source(input).receive(100).await.expect("reads");
-        let ids =
-            |v: &[Message<u64>]| v.iter().map(|m| m.row.message_id.clone()).collect::<Vec<_>>();
+        let ids = |v: &[Message<(u64, u64)>]| {
+            v.iter().map(|m| m.row.message_id.clone()).collect::<Vec<_>>()
+        };
         assert_eq!(ids(&got), ids(&again));
         assert!(s.receive(100).await.expect("eof").is_empty());
     }
@@ -303,6 +311,8 @@ mod tests {
             n += more.len();
         }
         assert_eq!(n, 1201);
+        assert!(s.progress().expect("progress").contains("0% of"), "nothing committed yet");
+        s.acknowledge(vec![(1201, input.len() as u64)]).await.expect("ack");
         assert!(s.progress().expect("progress").contains("100% of"));
     }
 }

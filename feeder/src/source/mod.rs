@@ -79,7 +79,8 @@ pub trait Source: Send + Sync + 'static {
     /// momentarily empty.
     fn max_per_receive(&self) -> usize;
 
-    /// A source-specific addition to progress lines (`feeder load`: position and ETA).
+    /// A source-specific addition to progress lines (`feeder load`: what is loaded, of how
+    /// much, and an ETA).
     fn progress(&self) -> Option<String> {
         None
     }

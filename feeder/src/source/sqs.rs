@@ -10,7 +10,7 @@ use super::{Message, Source};
 use crate::row::Row;
 use crate::sqs::{Queue, SqsError};
 use futures_util::stream::{self, StreamExt};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
@@ -29,6 +29,9 @@ pub struct SqsSource {
     max_receivers: usize,
     /// Received and neither acknowledged nor released: ours, invisible to everyone else.
     held: AtomicI64,
+    /// The last receive returned messages: the next one does not wait (a backlog needs no
+    /// long poll, and a drain ends as soon as a receive finds nothing).
+    busy: AtomicBool,
     /// When each released message was let go: it stays invisible for up to one visibility
     /// timeout after that, and a drain need not wait for it.
     released: Mutex<Vec<Instant>>,
@@ -42,6 +45,7 @@ impl SqsSource {
             visibility,
             max_receivers: max_receivers.max(1),
             held: AtomicI64::new(0),
+            busy: AtomicBool::new(false),
             released: Mutex::new(Vec::new()),
         }
     }
@@ -75,7 +79,9 @@ impl Source for SqsSource {
 
     async fn receive(&self, max: usize) -> Result<Vec<Message<String>>, SqsError> {
         let max = max.clamp(1, SQS_BATCH) as i32;
-        let got = self.queue.receive(max, self.wait_seconds, self.visibility).await?;
+        let wait = if self.busy.load(Ordering::Relaxed) { 0 } else { self.wait_seconds };
+        let got = self.queue.receive(max, wait, self.visibility).await?;
+        self.busy.store(!got.is_empty(), Ordering::Relaxed);
         let now = Instant::now();
         let messages: Vec<_> = got.into_iter().filter_map(|m| to_message(m, now)).collect();
         self.held.fetch_add(messages.len() as i64, Ordering::Relaxed);
