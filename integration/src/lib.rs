@@ -138,6 +138,22 @@ impl Drop for TestDb {
     }
 }
 
+pub type Notices = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// A connection that keeps every notice the server sends (the flush says at DEBUG1 why a table
+/// does not take the bulk insert).
+pub fn connect_with_notices(url: &str) -> (postgres::Client, Notices) {
+    let notices = Notices::default();
+    let sink = std::sync::Arc::clone(&notices);
+    let client = url
+        .parse::<postgres::Config>()
+        .expect("url")
+        .notice_callback(move |n| sink.lock().expect("notices").push(n.message().to_owned()))
+        .connect(postgres::NoTls)
+        .expect("connect");
+    (client, notices)
+}
+
 /// The single value of a one-row, one-column query; panics with the query on error.
 pub fn one<T: for<'a> postgres::types::FromSql<'a>>(c: &mut Client, sql: &str) -> T {
     c.query_one(sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)

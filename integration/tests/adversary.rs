@@ -270,6 +270,12 @@ fn failing_text_and_csv_copies_leave_no_plaintext_in_the_server_log() {
         ("csv", format!(",2024-01-01,\"{}\"\n", body(5).replace('"', "\"\""))),
         ("csv", format!("m6,2024-01-01,\"{}\",extra\n", body(6).replace('"', "\"\""))),
         ("csv", format!("m7,2024-01-01,\"{}\n", body(7).replace('"', "\"\""))),
+        // Fields out of order: the timestamp's input error quotes the body.
+        ("csv", format!("m8,\"{}\",2024-01-01\n", body(8).replace('"', "\"\""))),
+        // A quoted field over two lines (pretty-printed JSON), with a NULL message id.
+        ("csv", format!(",2024-01-01,\"{{\n{}\"\n", body(9).trim_start_matches('{').replace('"', "\"\""))),
+        // An unterminated quote swallows the next record into the line buffer.
+        ("csv", format!("m10,2024-01-01,\"{{\"\"user_id\"\":\"\"u\"\"}}\nm11,2024-01-01,{{ip:{} {}}}\n", ip(10), device(10))),
     ];
     for (format, data) in &cases {
         let err = text_copy(&mut c, format, data);
@@ -277,7 +283,7 @@ fn failing_text_and_csv_copies_leave_no_plaintext_in_the_server_log() {
     }
     let log = mark.since();
     assert!(log.contains("COPY login_ingest"), "the failures were logged:\n{log}");
-    for i in 1..=7 {
+    for i in 1..=10 {
         assert!(!log.contains(&ip(i)), "the server log holds ip {}:\n{log}", ip(i));
         assert!(!log.contains(&device(i)), "the server log holds device id {}:\n{log}", device(i));
     }
@@ -313,6 +319,14 @@ fn keys_never_reach_the_log_statistics_or_the_data_directory() {
     assert_eq!(code, "55P02");
     let (code, _) = sqlstate(admin.batch_execute(&format!("SELECT set_config('pg_mask.keys', '{K2}', false)")));
     assert_eq!(code, "55P02");
+    // Whitespace the key parser allows, spelled as an escape, and a LOG-level message (a plan
+    // printed to the log) that also appends the statement.
+    let tabbed = K2.replacen(':', ":\\t", 1);
+    let (code, _) = sqlstate(admin.batch_execute(&format!("SELECT E'{tabbed}'::int")));
+    assert_eq!(code, "22P02");
+    admin.batch_execute("SET debug_print_plan = on").expect("plans to the log");
+    admin.batch_execute(&format!("SELECT length('{K2}')")).expect("a statement with a key in it");
+    admin.batch_execute("RESET debug_print_plan").expect("reset");
     // Another session's view of this one, as pg_monitor (a metrics exporter) would have it.
     let activity: String = one(
         &mut db.client(),
@@ -361,6 +375,197 @@ fn huge_values_are_errors_not_crashes() {
     let alive: i32 = one(&mut c, "SELECT 1");
     assert_eq!(alive, 1);
     assert_eq!(crashes_in(&mark.since()), 0);
+}
+
+#[test]
+fn a_loader_reads_no_token_from_plans_notices_or_errors() {
+    let _lock = key_lock();
+    let db = TestDb::new("adv");
+    let (role, _) = db.loader_role();
+    let url = db.url.replacen("postgres:postgres@", &format!("{role}:plain@"), 1);
+    let (mut loader, notices) = connect_with_notices(&url);
+    // Every setting a plain role may use to make the server show it a plan or a parse tree,
+    // with custom plans, whose parameters are constants.
+    loader
+        .batch_execute(
+            "SET client_min_messages = debug5; SET debug_print_plan = on; SET debug_print_parse = on; \
+             SET debug_print_rewritten = on; SET plan_cache_mode = force_custom_plan",
+        )
+        .expect("settings any role may change");
+    // The chosen plaintext as a reject's payload (not JSON) and as an IP, on the bulk path and
+    // on the INSERT path (an audit trigger keeps a table off the bulk path).
+    for round in 0..2 {
+        if round == 1 {
+            db.client()
+                .batch_execute(
+                    "CREATE FUNCTION nothing() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$; \
+                     CREATE TRIGGER audit AFTER INSERT ON user_logins FOR EACH ROW EXECUTE FUNCTION nothing()",
+                )
+                .expect("audit trigger");
+        }
+        let messages = [
+            Message::new(format!("p{round}"), "198.51.100.79"),
+            Message::new(format!("q{round}"), r#"{"user_id":"m","ip":"198.51.100.80"}"#),
+        ];
+        for _ in 0..6 {
+            copy_ingest(&mut loader, &messages).expect("the loader loads");
+        }
+    }
+    let seen = notices.lock().expect("notices").join("\n");
+    assert!(seen.len() > 100, "the loader did get debug output: {} bytes", seen.len());
+    for token_start in ["pm1.k", "cG0xLmsx" /* base64 of pm1.k1 */] {
+        assert!(!seen.contains(token_start), "a notice holds a token:\n{seen}");
+    }
+    // The plans hold the payload as bytes too: search for the token as PostgreSQL prints a
+    // text constant's bytes would not help the loader without the token itself, which the
+    // admin can compute and the loader must not find.
+    let token: String = one(&mut db.client(), "SELECT mask_pii('198.51.100.79')");
+    assert!(!seen.contains(&token[7..20]), "a notice holds the chosen value's token");
+    ORACLE_PATHS.fetch_add(2, Ordering::Relaxed);
+}
+
+#[test]
+fn replaying_rejects_writes_no_plaintext_to_temporary_files() {
+    let _lock = key_lock();
+    let db = TestDb::new("adv");
+    let mut c = db.client();
+    c.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").expect("pg_stat_statements");
+    let long = "x".repeat(40);
+    let messages: Vec<Message> = (0..20_000)
+        .map(|i| Message::new(format!("t{i:05}"), format!(r#"{{"user_id":"u{i}","ip":"198.18.{}.{}","device_type":"{long}"}}"#, i / 256 % 256, i % 256)))
+        .collect();
+    assert_eq!(copy_ingest(&mut c, &messages).expect("load").rejected, 20_000);
+    c.batch_execute("SET work_mem = '64kB'").expect("small work_mem");
+    // The control: one INSERT ... SELECT over every unmasked payload spills them to disk.
+    let temp_blocks = |c: &mut postgres::Client, marker: &str| -> i64 {
+        // This database's statements only: the view shows every database's, past runs' too.
+        one(c, &format!("SELECT coalesce(sum(temp_blks_written), 0)::bigint FROM pg_stat_statements \
+                         WHERE query LIKE '%{marker}%' AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"))
+    };
+    c.batch_execute(
+        "BEGIN; /* control_spill */ WITH r AS (SELECT message_id, sent_at, unmask_pii(payload) AS body \
+         FROM user_login_rejects ORDER BY message_id) SELECT count(*) FROM (SELECT * FROM r ORDER BY body DESC) s; ROLLBACK;",
+    )
+    .expect("control");
+    assert!(temp_blocks(&mut c, "control_spill") > 0, "the control spilled: the check can see temp files");
+    // The README's replay, after the fix.
+    c.batch_execute("ALTER TABLE user_logins ALTER COLUMN device_type TYPE varchar(64)").expect("the fix");
+    let replayed: i64 = one(&mut c, "SELECT replayed /* replay_check */ FROM replay_rejects('too_long')");
+    assert_eq!(replayed, 20_000);
+    assert_eq!(count(&mut c, "SELECT count(*) FROM user_logins"), 20_000);
+    assert_eq!(temp_blocks(&mut c, "replay_check"), 0, "the replay wrote temporary files");
+}
+
+#[test]
+fn edge_cases_found_in_review_stay_closed() {
+    let _lock = key_lock();
+    let db = TestDb::new("adv");
+    let mut c = db.client();
+
+    // A narrow message_id takes the INSERT, which refuses an id that does not fit.
+    c.batch_execute(
+        "DROP VIEW login_duplicates; DROP INDEX user_logins_message_id_key; \
+         ALTER TABLE user_logins ALTER COLUMN message_id TYPE varchar(5); \
+         CREATE UNIQUE INDEX user_logins_message_id_key ON user_logins (message_id)",
+    )
+    .expect("narrow ids");
+    let (code, _) = sqlstate(copy_ingest(&mut c, &[Message::new("much-longer-than-5", r#"{"user_id":"u"}"#)]));
+    assert_eq!(code, "22001");
+    c.batch_execute(
+        "DROP INDEX user_logins_message_id_key; ALTER TABLE user_logins ALTER COLUMN message_id TYPE text; \
+         CREATE UNIQUE INDEX user_logins_message_id_key ON user_logins (message_id)",
+    )
+    .expect("ids back");
+
+    // A masked column too narrow for any token: even an empty value is a reject.
+    c.batch_execute("ALTER TABLE user_logins ALTER COLUMN masked_ip TYPE varchar(20)").expect("narrow");
+    let counts = copy_ingest(&mut c, &[Message::new("e1", r#"{"user_id":"u","ip":""}"#)]).expect("load");
+    assert_eq!(counts.rejected, 1);
+    c.batch_execute("ALTER TABLE user_logins ALTER COLUMN masked_ip TYPE varchar(256)").expect("wide again");
+
+    // A domain NOT NULL column keeps the table off the bulk path: the INSERT enforces it.
+    c.batch_execute("CREATE DOMAIN must_have AS text NOT NULL; ALTER TABLE user_logins ADD COLUMN tenant must_have")
+        .expect("domain column");
+    let (code, _) = sqlstate(copy_ingest(&mut c, &[Message::new("d1", r#"{"user_id":"u"}"#)]));
+    assert_eq!(code, "23502");
+    c.batch_execute("ALTER TABLE user_logins DROP COLUMN tenant").expect("drop");
+
+    // A data-modifying CTE under the replica role raises like a plain INSERT.
+    c.batch_execute("SET session_replication_role = replica").expect("replica");
+    let (code, _) = sqlstate(c.batch_execute(
+        "WITH x AS (INSERT INTO login_ingest VALUES ('rep', now(), '{\"user_id\":\"r\"}') RETURNING 1) SELECT count(*) FROM x",
+    ));
+    assert_eq!(code, "55000");
+    c.batch_execute("SET session_replication_role = origin").expect("origin");
+
+    // A database_error naming no real object stores no name (a device id cannot pass for one).
+    c.batch_execute(
+        "INSERT INTO login_ingest VALUES ('f1', now(), '{\"user_id\":\"u\"}', '23514 column \"f3a9c2e1b4d5a6c7\"'), \
+                                         ('f2', now(), '{\"user_id\":\"u\"}', '23514 column \"locale\"')",
+    )
+    .expect("refused messages");
+    let details: Vec<String> = c
+        .query("SELECT detail FROM user_login_rejects WHERE message_id IN ('f1', 'f2') ORDER BY 1", &[])
+        .expect("details")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        details,
+        [
+            "the database refused the message: SQLSTATE 23514",
+            "the database refused the message: SQLSTATE 23514, column \"locale\"",
+        ]
+    );
+
+    // A database in another encoding is refused when the extension is created.
+    let latin = unique("latin1");
+    admin()
+        .batch_execute(&format!("CREATE DATABASE {latin} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"))
+        .expect("latin1 database");
+    let (code, msg) = sqlstate(connect(&url_for(&latin)).batch_execute("CREATE EXTENSION pg_mask"));
+    let _ = admin().batch_execute(&format!("DROP DATABASE {latin}"));
+    assert_eq!(code, "0A000", "{msg}");
+}
+
+#[test]
+fn a_renamed_schema_cannot_divert_a_long_lived_loader() {
+    let _lock = key_lock();
+    let db = TestDb::new("adv");
+    let mut owner = db.client();
+    owner
+        .batch_execute(
+            "CREATE SCHEMA app; \
+             CREATE TABLE app.user_logins (LIKE public.user_logins INCLUDING ALL); \
+             CREATE TABLE app.user_login_rejects (LIKE public.user_login_rejects INCLUDING ALL); \
+             CREATE VIEW app.login_ingest AS SELECT * FROM public.login_ingest; \
+             CREATE TRIGGER r INSTEAD OF INSERT ON app.login_ingest FOR EACH ROW \
+               EXECUTE FUNCTION ingest_login_events('user_logins', 'user_login_rejects'); \
+             CREATE TRIGGER f AFTER INSERT ON app.login_ingest FOR EACH STATEMENT EXECUTE FUNCTION ingest_flush();",
+        )
+        .expect("an app schema");
+    let (role, mut mallory) = db.role("mallory", &format!("GRANT CREATE ON DATABASE {} TO {{role}};", db.name));
+    let (loader_role, mut loader) = db.role("loader", "GRANT USAGE ON SCHEMA app TO {role}; GRANT INSERT ON app.login_ingest TO {role};");
+    let load = |c: &mut postgres::Client, view: &str, id: &str| {
+        copy_ingest_into(c, view, &[Message::new(id, "not json: a reject")])
+    };
+    load(&mut loader, "app.login_ingest", "a1").expect("first load");
+    owner.batch_execute("ALTER SCHEMA app RENAME TO app_old").expect("rename");
+    mallory
+        .batch_execute(&format!(
+            "CREATE SCHEMA app; CREATE TABLE app.user_logins (message_id text, user_id text, \
+               device_type text, masked_ip text, masked_device_id text, locale text, app_version int, \
+               create_date date); \
+             CREATE TABLE app.user_login_rejects (message_id text, sent_at timestamptz, reason text, \
+               detail text, payload text); \
+             CREATE UNIQUE INDEX ON app.user_logins (message_id); CREATE UNIQUE INDEX ON app.user_login_rejects (message_id); \
+             GRANT ALL ON SCHEMA app TO {loader_role}; GRANT ALL ON ALL TABLES IN SCHEMA app TO PUBLIC;"
+        ))
+        .expect("mallory's schema");
+    load(&mut loader, "app_old.login_ingest", "a2").expect("the same session loads again");
+    let stolen: i64 = one(&mut mallory, "SELECT count(*) FROM app.user_login_rejects");
+    assert_eq!(stolen, 0, "{role}'s tables got the loader's rows");
+    assert_eq!(count(&mut owner, "SELECT count(*) FROM app_old.user_login_rejects"), 2);
 }
 
 /// Writes one figure of this suite to `target/adversary-<name>.txt` (the README's reliability

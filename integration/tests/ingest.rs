@@ -263,22 +263,6 @@ const GENERAL_PATH_TABLES: &str = r#"
         FOR EACH STATEMENT EXECUTE FUNCTION ingest_flush();
 "#;
 
-type Notices = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
-
-/// A connection that keeps every notice the server sends (the flush says at DEBUG1 why a table
-/// does not take the bulk insert).
-fn connect_with_notices(url: &str) -> (postgres::Client, Notices) {
-    let notices = Notices::default();
-    let sink = std::sync::Arc::clone(&notices);
-    let client = url
-        .parse::<postgres::Config>()
-        .expect("url")
-        .notice_callback(move |n| sink.lock().expect("notices").push(n.message().to_owned()))
-        .connect(postgres::NoTls)
-        .expect("connect");
-    (client, notices)
-}
-
 #[test]
 fn bulk_insert_and_the_general_insert_store_identical_rows() {
     use std::time::{Duration, UNIX_EPOCH};

@@ -90,7 +90,9 @@ fn the_readme_sql_runs_as_written() {
         // Replaying rejects after the fix (a wider column): the reject becomes a row.
         c.batch_execute("ALTER TABLE user_logins ALTER COLUMN device_type TYPE varchar(64)")
             .expect("the fix");
-        c.batch_execute(&sql_block("DELETE FROM user_login_rejects")).expect("README replay");
+        let replay = c.query_one(&sql_block("replay_rejects("), &[]).expect("README replay");
+        assert_eq!(replay.get::<_, i64>(0), 1, "one reject replayed");
+        assert_eq!(replay.get::<_, i64>(1), 1, "and loaded");
         assert_eq!(
             count(&mut c, "SELECT count(*) FROM user_login_rejects WHERE reason = 'too_long'"),
             0

@@ -32,6 +32,8 @@ pub enum MaskError {
     KeyCommandFailed(String),
     #[error("{0}")]
     Token(#[from] TokenError),
+    #[error("pg_mask needs a database whose encoding is UTF8")]
+    NotUtf8,
     #[error("{what} is {bytes} bytes; its token would exceed PostgreSQL's 1 GB limit for a value")]
     TooLargeToMask { what: &'static str, bytes: usize },
     #[error("{function} must be {expected}")]
@@ -86,6 +88,7 @@ impl MaskError {
             MaskError::Token(TokenError::Authentication) => ERRCODE_DATA_CORRUPTED,
             MaskError::Token(TokenError::NotText) => ERRCODE_CHARACTER_NOT_IN_REPERTOIRE,
             MaskError::TooLargeToMask { .. } => ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            MaskError::NotUtf8 => ERRCODE_FEATURE_NOT_SUPPORTED,
             MaskError::WrongTriggerUse { .. } => ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
             MaskError::BadTriggerArguments { .. } | MaskError::BadViewShape => {
                 ERRCODE_INVALID_OBJECT_DEFINITION
@@ -106,6 +109,9 @@ impl MaskError {
     fn hint(&self) -> Option<&'static str> {
         match self {
             MaskError::Refused { code, .. } if !refused_by_the_data(*code) => None,
+            MaskError::NotUtf8 => Some(
+                "Create the database with ENCODING 'UTF8': in another encoding a value's bytes mean other characters, and masks and lengths would be wrong.",
+            ),
             MaskError::NotPreloaded => Some(
                 "Add pg_mask to shared_preload_libraries in postgresql.conf and restart the server; \
                  without it the key settings are unprotected placeholders.",

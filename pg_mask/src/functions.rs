@@ -69,6 +69,23 @@ fn mask_key_ids() -> Vec<String> {
     keys::with_ring(|ring| ring.key_ids().map(str::to_owned).collect()).or_report()
 }
 
+// A database in another encoding is refused when the extension is created (and every masking
+// call checks it too, for a database created from a template that already had it).
+extension_sql!(
+    r#"
+DO $$
+BEGIN
+    IF pg_catalog.getdatabaseencoding() <> 'UTF8' THEN
+        RAISE EXCEPTION 'pg_mask needs a database whose encoding is UTF8, not %', pg_catalog.getdatabaseencoding()
+            USING ERRCODE = 'feature_not_supported';
+    END IF;
+END
+$$;
+"#,
+    name = "require_utf8",
+    bootstrap,
+);
+
 // The privileges of this version; pg_mask--0.1.0--0.2.0.sql applies the same to an upgraded
 // installation. Functions re-declared with CREATE OR REPLACE in later update scripts keep them.
 extension_sql!(

@@ -148,14 +148,31 @@ pub fn generate_entry(kid: &str) -> Result<String, KeyRingError> {
 /// Base64 characters of a 32-byte key without padding (standard or URL-safe alphabet).
 const KEY_B64_CHARS: usize = 43;
 
-/// `text` with the key of every key-ring entry in it (`kid:base64key`, spaces allowed around
-/// the colon) replaced by `<redacted>`; `None` if it holds none. For scrubbing what the server
-/// logs (a statement, a "parameter changed" line) of keys an operator typed where they should
-/// not have.
+/// `text` with the key of every key-ring entry in it (`kid:base64key`, whitespace allowed
+/// around the colon, as the parser allows) replaced by `<redacted>`; `None` if it holds none.
+/// For scrubbing what the server logs (a statement, a "parameter changed" line) of keys an
+/// operator typed where they should not have.
 pub fn redact_key_material(text: &str) -> Option<String> {
     let b = text.as_bytes();
     let is_id = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'-';
     let is_b64 = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'_' | b'-');
+    // The length of the whitespace ending or starting at `at`, if any: a whitespace character,
+    // or a backslash escape of one as an `E'…'` string in a logged statement spells it.
+    let escape = |s: &str| ["\\t", "\\n", "\\r", "\\f", "\\v"].iter().any(|e| s == *e);
+    let space_before = |at: usize| {
+        let before = &text[..at];
+        if before.len() >= 2 && before.is_char_boundary(at - 2) && escape(&before[at - 2..]) {
+            return Some(2);
+        }
+        before.chars().next_back().filter(|c| c.is_whitespace()).map(char::len_utf8)
+    };
+    let space_after = |at: usize| {
+        let after = &text[at..];
+        if after.len() >= 2 && after.is_char_boundary(2) && escape(&after[..2]) {
+            return Some(2);
+        }
+        after.chars().next().filter(|c| c.is_whitespace()).map(char::len_utf8)
+    };
     let mut out = String::new();
     let mut copied = 0;
     for colon in b.iter().enumerate().filter(|(_, &c)| c == b':').map(|(i, _)| i) {
@@ -163,15 +180,15 @@ pub fn redact_key_material(text: &str) -> Option<String> {
             continue;
         }
         let mut id_end = colon;
-        while id_end > 0 && b[id_end - 1] == b' ' {
-            id_end -= 1;
+        while let Some(n) = space_before(id_end) {
+            id_end -= n;
         }
         if id_end == 0 || !is_id(b[id_end - 1]) {
             continue;
         }
         let mut start = colon + 1;
-        while start < b.len() && b[start] == b' ' {
-            start += 1;
+        while let Some(n) = space_after(start) {
+            start += n;
         }
         let run = b[start..].iter().take_while(|&&c| is_b64(c)).count();
         if run != KEY_B64_CHARS {
@@ -252,6 +269,15 @@ mod tests {
         assert_eq!(redacted, "ALTER SYSTEM SET pg_mask.keys = 'k1:<redacted>, k0:<redacted>'");
         let spaced = "keys: k2 : HxweHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE=";
         assert_eq!(redact_key_material(spaced).as_deref(), Some("keys: k2 : <redacted>"));
+        let tabbed = "E'k1:\tHxweHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE='::int";
+        assert_eq!(redact_key_material(tabbed).as_deref(), Some("E'k1:\t<redacted>'::int"));
+        let escaped = r"SELECT E'k1:\tHxweHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE='::int";
+        assert_eq!(
+            redact_key_material(escaped).as_deref(),
+            Some(r"SELECT E'k1:\t<redacted>'::int")
+        );
+        let nbsp = "k1\u{a0}:\u{a0}HxweHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE";
+        assert!(!redact_key_material(nbsp).unwrap_or_default().contains("HxweH"));
         let url_safe = "k3:HxweHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE";
         assert_eq!(redact_key_material(url_safe).as_deref(), Some("k3:<redacted>"));
         for clean in ["", "parameter \"pg_mask.keys\" cannot be changed now", "a:b", "12:30:45",

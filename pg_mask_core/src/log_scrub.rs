@@ -16,35 +16,47 @@ use crate::keyring::redact_key_material;
 /// What a scrubbed COPY context line ends with.
 pub const HIDDEN: &str = " (row data hidden by pg_mask)";
 
-/// `context` with the row data of every COPY context line cut off; `None` if there was none.
+/// Where the row data of a COPY line, or the value in an input error, starts: the first `: `,
+/// or an opening quotation mark in translations that drop the colon.
+fn data_start(line: &str) -> Option<usize> {
+    [": ", "\"", "«", "»", "“", "„", "「"].iter().filter_map(|m| line.find(m)).min()
+}
+
+/// Whether an error's context says it was raised while COPY read its input.
+pub fn in_copy(context: &str) -> bool {
+    context.split('\n').any(|line| line.starts_with("COPY "))
+}
+
+/// `context` with the row data of its COPY line cut off, and every line after it dropped (a
+/// quoted CSV field or an unterminated quote puts more input lines there); `None` if there was
+/// no COPY line with data.
 ///
-/// COPY's line starts with `COPY <table>, ` in every translation PostgreSQL ships; the row data
-/// follows the first `: ` (or an opening quotation mark, in translations that drop the colon).
+/// COPY's line starts with `COPY <table>, ` in every translation PostgreSQL ships. The lines
+/// after it would be outer callers' (a PL/pgSQL function that ran `COPY … FROM 'file'`), which
+/// are lost too: better than the row.
 pub fn scrub_copy_context(context: &str) -> Option<String> {
-    if !context.contains("COPY ") {
+    let lines: Vec<&str> = context.split('\n').collect();
+    let at = lines.iter().position(|l| l.starts_with("COPY "))?;
+    let line = lines[at];
+    if line.ends_with(HIDDEN) && at + 1 == lines.len() {
         return None;
     }
-    let mut changed = false;
-    let lines: Vec<String> = context
-        .split('\n')
-        .map(|line| {
-            if !line.starts_with("COPY ") || line.ends_with(HIDDEN) {
-                return line.to_owned();
-            }
-            let cut = [": ", "\"", "«", "»", "“", "„", "「"]
-                .iter()
-                .filter_map(|m| line.find(m))
-                .min();
-            match cut {
-                Some(at) => {
-                    changed = true;
-                    format!("{}{HIDDEN}", &line[..at])
-                }
-                None => line.to_owned(),
-            }
-        })
-        .collect();
-    changed.then(|| lines.join("\n"))
+    let kept = match data_start(line) {
+        Some(cut) => format!("{}{HIDDEN}", &line[..cut]),
+        None if at + 1 == lines.len() => return None,
+        None => line.to_owned(),
+    };
+    let mut out: Vec<String> = lines[..at].iter().map(|l| (*l).to_owned()).collect();
+    out.push(kept);
+    Some(out.join("\n"))
+}
+
+/// An error message raised while COPY read its input, with the value it quotes cut off
+/// (`invalid input syntax for type … : "…value…"`, `invalid byte sequence for encoding …: 0x…`);
+/// `None` if it quotes nothing after a colon.
+pub fn scrub_copy_message(message: &str) -> Option<String> {
+    let cut = message.find(": ")?;
+    Some(format!("{} (value hidden by pg_mask)", &message[..cut]))
 }
 
 /// The settings whose values a log line must never show.
@@ -88,13 +100,27 @@ mod tests {
             scrub_copy_context(col).as_deref(),
             Some("COPY login_ingest, line 3, column body (row data hidden by pg_mask)")
         );
-        let nested = "PL/pgSQL function f() line 3 at EXECUTE\nCOPY t, line 2: \"1.2.3.4\"";
+        let nested = "PL/pgSQL function f() line 3 at EXECUTE\nCOPY t, line 2: \"1.2.3.4\"\nSQL statement \"x\"";
         assert_eq!(
             scrub_copy_context(nested).as_deref(),
             Some("PL/pgSQL function f() line 3 at EXECUTE\nCOPY t, line 2 (row data hidden by pg_mask)")
         );
         let german = "COPY login_ingest, Zeile 1: »198.51.100.233«";
         assert!(!scrub_copy_context(german).unwrap_or_default().contains("198"));
+    }
+
+    #[test]
+    fn multi_line_input_and_values_in_messages_are_cut() {
+        let csv = "COPY login_ingest, line 1: \",2024-01-01,\"{\n\"\"ip\"\":\"\"198.51.100.221\"\"}\"\"";
+        let out = scrub_copy_context(csv).unwrap_or_default();
+        assert_eq!(out, "COPY login_ingest, line 1 (row data hidden by pg_mask)");
+        assert!(in_copy(csv));
+        assert_eq!(
+            scrub_copy_message("invalid input syntax for type timestamp with time zone: \"{\"ip\":\"198.51.100.204\"}\"").as_deref(),
+            Some("invalid input syntax for type timestamp with time zone (value hidden by pg_mask)")
+        );
+        assert_eq!(scrub_copy_message("missing data for column \"body\""), None);
+        assert_eq!(scrub_copy_message("extra data after last expected column"), None);
     }
 
     #[test]

@@ -27,23 +27,34 @@ use serde::Deserialize;
 use std::borrow::Cow;
 use std::fmt;
 
-/// The longest value each field may have: characters for a text field, bytes for a masked one
-/// (the longest plaintext whose token still fits its column); `usize::MAX` for no limit.
+/// How long a field's value may be: characters for a text field, bytes for a masked one (the
+/// longest plaintext whose token still fits its column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    Unbounded,
+    Max(usize),
+    /// The column is too narrow for any token: every value is too long.
+    NothingFits,
+}
+
+/// The limit of each field, in [`FIELDS`] order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    pub max: [usize; N],
+    pub max: [Limit; N],
 }
 
 impl Limits {
     /// Limits for columns of these widths in characters (`None`: text or unbounded varchar),
     /// with tokens made under a key id of `kid_len` characters.
     pub fn for_columns(widths: &[Option<usize>; N], kid_len: usize) -> Self {
-        let mut max = [usize::MAX; N];
+        let mut max = [Limit::Unbounded; N];
         for (i, f) in FIELDS.iter().enumerate() {
             max[i] = match (f.kind, widths[i]) {
-                (_, None) | (Kind::Version, _) => usize::MAX,
-                (Kind::Text, Some(w)) => w,
-                (Kind::Masked, Some(w)) => max_plaintext_len(kid_len, w),
+                (_, None) | (Kind::Version, _) => Limit::Unbounded,
+                (Kind::Text, Some(w)) => Limit::Max(w),
+                (Kind::Masked, Some(w)) => {
+                    max_plaintext_len(kid_len, w).map_or(Limit::NothingFits, Limit::Max)
+                }
             };
         }
         Limits { max }
@@ -245,7 +256,7 @@ enum Unit {
 fn text<'a>(
     name: &str,
     field: Field<'a>,
-    limit: usize,
+    limit: Limit,
     unit: Unit,
 ) -> Result<Option<Cow<'a, str>>, Reject> {
     let value = match field {
@@ -264,16 +275,28 @@ fn text<'a>(
             format!("field {name} contains U+0000, which PostgreSQL text cannot store"),
         ));
     }
+    let limit = match limit {
+        Limit::Unbounded => return Ok(Some(value)),
+        Limit::NothingFits => {
+            return Err(Reject::new(
+                RejectReason::TooLong,
+                format!("field {name}: its column is too narrow for any token"),
+            ))
+        }
+        Limit::Max(limit) => limit,
+    };
     let (len, unit_name) = match unit {
         // Byte length bounds the character count, so skip counting when it is already short.
         Unit::Chars if value.len() <= limit => (0, "characters"),
         Unit::Chars => (value.chars().count(), "characters"),
         Unit::Bytes => (value.len(), "bytes"),
     };
+    // The detail says the limit, not the length: it is stored in clear, and a masked value's
+    // length is otherwise revealed only in steps of three bytes.
     if len > limit {
         return Err(Reject::new(
             RejectReason::TooLong,
-            format!("field {name} is {len} {unit_name}, limit {limit}"),
+            format!("field {name} is longer than {limit} {unit_name}"),
         ));
     }
     Ok(Some(value))
@@ -532,7 +555,7 @@ mod tests {
     #[test]
     fn lengths_fit_the_columns() {
         let long_user = format!(r#"{{"user_id":"{}"}}"#, "é".repeat(129));
-        assert_eq!(reject(&long_user).detail, "field user_id is 129 characters, limit 128");
+        assert_eq!(reject(&long_user).detail, "field user_id is longer than 128 characters");
         let fits = format!(r#"{{"user_id":"{}"}}"#, "é".repeat(128));
         assert!(parse(&fits, &limits()).is_ok(), "128 two-byte characters fit varchar(128)");
         let long_ip = format!(r#"{{"user_id":"u","ip":"{}"}}"#, "1".repeat(171));
@@ -568,8 +591,16 @@ mod tests {
     #[test]
     fn limits_follow_the_column_widths() {
         let reference = limits();
-        assert_eq!(reference.max[crate::schema::field_index("user_id").unwrap_or(0)], 128);
-        assert_eq!(reference.max[crate::schema::field_index("ip").unwrap_or(0)], 170);
+        assert_eq!(reference.max[crate::schema::field_index("user_id").unwrap_or(0)], Limit::Max(128));
+        assert_eq!(reference.max[crate::schema::field_index("ip").unwrap_or(0)], Limit::Max(170));
+        let mut narrow_ip = [None; N];
+        narrow_ip[crate::schema::field_index("ip").unwrap_or(0)] = Some(20);
+        let none_fits = Limits::for_columns(&narrow_ip, 2);
+        assert_eq!(
+            parse(r#"{"user_id":"u","ip":""}"#, &none_fits).map(|_| ()).map_err(|r| r.reason),
+            Err(RejectReason::TooLong),
+            "not even an empty value's token fits varchar(20)"
+        );
         let mut widths = [None; N];
         widths[crate::schema::field_index("device_type").unwrap_or(0)] = Some(3);
         let narrow = Limits::for_columns(&widths, 2);

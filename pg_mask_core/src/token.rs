@@ -48,14 +48,18 @@ pub const fn token_len(kid_len: usize, plaintext_len: usize) -> usize {
 }
 
 /// Longest plaintext, in bytes, whose token fits in `max_token_chars` under a key id of
-/// `kid_len` characters (0 if none fits).
-pub const fn max_plaintext_len(kid_len: usize, max_token_chars: usize) -> usize {
+/// `kid_len` characters; `None` if not even an empty value's token fits.
+pub const fn max_plaintext_len(kid_len: usize, max_token_chars: usize) -> Option<usize> {
     let overhead = PREFIX.len() + 2 + kid_len;
     if max_token_chars <= overhead {
-        return 0;
+        return None;
     }
     let data_bytes = (max_token_chars - overhead) * 3 / 4;
-    data_bytes.saturating_sub(TAG_BYTES)
+    if data_bytes < TAG_BYTES {
+        None
+    } else {
+        Some(data_bytes - TAG_BYTES)
+    }
 }
 
 /// The parts of a token, borrowed from it; `data` is still base64.
@@ -200,10 +204,15 @@ mod tests {
     fn ipv4_token_is_short() {
         let t = ring(K1).mask("199.172.111.135");
         assert_eq!(t.len(), 49);
-        assert!(max_plaintext_len(2, 256) >= 170);
-        assert!(token_len(2, max_plaintext_len(2, 256)) <= 256);
-        assert!(token_len(2, max_plaintext_len(2, 256) + 1) > 256);
-        assert_eq!(max_plaintext_len(2, 10), 0);
+        let fits = max_plaintext_len(2, 256).unwrap_or(0);
+        assert!(fits >= 170);
+        assert!(token_len(2, fits) <= 256);
+        assert!(token_len(2, fits + 1) > 256);
+        assert_eq!(max_plaintext_len(2, 10), None);
+        // An empty value's token under `k1` is 29 characters: nothing fits in 28, "" in 29.
+        assert_eq!(max_plaintext_len(2, 28), None);
+        assert_eq!(max_plaintext_len(2, 29), Some(0));
+        assert_eq!(token_len(2, 0), 29);
     }
 
     #[test]

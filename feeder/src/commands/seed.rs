@@ -29,7 +29,6 @@ pub async fn seed(
     let timeout = Duration::from_secs(common.startup_timeout);
     let start = Instant::now();
     let mut sent = 0;
-    let outage = std::sync::atomic::AtomicBool::new(false);
     loop {
         let lines = file.receive(1000).await?;
         if lines.is_empty() {
@@ -38,7 +37,7 @@ pub async fn seed(
         let bodies: Vec<String> = lines.into_iter().map(|m| m.row.body).collect();
         let chunks: Vec<Vec<String>> = bodies.chunks(10).map(<[String]>::to_vec).collect();
         let result: Result<Vec<usize>, Failed<SqsError>> = stream::iter(chunks)
-            .map(|chunk| send_chunk(&queue, chunk, timeout, shutdown, &outage))
+            .map(|chunk| send_chunk(&queue, chunk, timeout, shutdown))
             .buffer_unordered(SENDS_IN_PARALLEL)
             .try_collect()
             .await;
@@ -89,13 +88,10 @@ async fn send_chunk(
     bodies: Vec<String>,
     timeout: Duration,
     shutdown: &Shutdown,
-    outage: &std::sync::atomic::AtomicBool,
 ) -> Result<usize, Failed<SqsError>> {
     let total = bodies.len();
     let pending = Mutex::new(bodies);
-    let result = Retry::new("SQS", shutdown)
-        .note(" (sending)")
-        .shared_outage(outage)
+    let result = Retry::new("sending to SQS", shutdown)
         .backoff(Duration::from_millis(100), Duration::from_secs(5))
         .limit(Limit::For(timeout))
         .on_shutdown(OnShutdown::Finish)

@@ -107,6 +107,9 @@ pub struct Batch {
 
 #[derive(Default)]
 struct State {
+    /// A load is under way: set by the row trigger, cleared by the statement trigger's flush
+    /// and at every (sub)transaction end.
+    loading: bool,
     batches: Vec<Batch>,
     rows: usize,
     bytes: usize,
@@ -127,6 +130,7 @@ pub struct Held {
 
 fn push(target: &Rc<Target>, bytes: usize, add: impl FnOnce(&mut Batch)) -> Held {
     STATE.with_borrow_mut(|s| {
+        s.loading = true;
         let batch = match s.batches.iter().position(|b| Rc::ptr_eq(&b.target, target)) {
             Some(i) => &mut s.batches[i],
             None => {
@@ -195,6 +199,16 @@ fn recount(s: &mut State) {
         .sum();
 }
 
+/// See [`super::statement_running`].
+pub fn statement_running() -> bool {
+    STATE.try_with(|s| s.try_borrow().is_ok_and(|s| s.loading)).unwrap_or(false)
+}
+
+/// The statement's load is done (its statement trigger ran).
+pub fn statement_done() {
+    STATE.with_borrow_mut(|s| s.loading = false);
+}
+
 pub fn add_stats(delta: Stats) {
     STATE.with_borrow_mut(|s| {
         s.stats.loaded += delta.loaded;
@@ -224,6 +238,7 @@ fn on_subtransaction(event: SubEvent) {
         SubEvent::Start(id) => s.saved_stats.push((id, s.stats)),
         SubEvent::Commit(id) => s.saved_stats.retain(|(saved, _)| *saved < id),
         SubEvent::Abort(id) => {
+            s.loading = false;
             for batch in &mut s.batches {
                 batch.logins.retain(|r| r.subxact < id);
                 batch.rejects.retain(|r| r.subxact < id);

@@ -97,8 +97,13 @@ impl Layout {
         if rel.attributes().any(|a| !ours(a.number()) && a.is_filled_by_default()) {
             return Err("another column has a default");
         }
-        if rel.attribute(schema::MESSAGE_ID).and_then(|a| a.text_width()).is_none() {
-            return Err("message_id is not text");
+        if rel.attributes().any(|a| !ours(a.number()) && a.is_domain()) {
+            return Err("another column has a domain type, whose constraints an INSERT checks");
+        }
+        // Message ids are not length-checked by the validation: only an unbounded column
+        // takes them as they are.
+        if rel.attribute(schema::MESSAGE_ID).and_then(|a| a.text_width()) != Some(None) {
+            return Err("message_id is not text or unbounded varchar");
         }
         Ok(Layout {
             relid: rel.oid(),

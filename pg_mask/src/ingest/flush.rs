@@ -44,6 +44,7 @@ fn ingest_flush<'a>(
     _trigger: &'a PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, std::convert::Infallible> {
     flush().unwrap_or_else(|e| e.report());
+    buffer::statement_done();
     Ok(None)
 }
 

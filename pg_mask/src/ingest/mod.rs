@@ -35,6 +35,13 @@ pub fn row_trigger_address() -> *const () {
     row::ingest_login_events_wrapper as *const ()
 }
 
+/// Whether a statement that loads an ingest view is running (its row trigger has fired and its
+/// statement trigger has not): the log hook then keeps the statement, which holds the bodies,
+/// out of the server log.
+pub fn statement_running() -> bool {
+    buffer::statement_running()
+}
+
 /// Registers the transaction callbacks that keep the buffer honest across aborts.
 pub fn init() {
     buffer::init();

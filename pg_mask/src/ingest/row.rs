@@ -21,6 +21,7 @@ use pg_mask_core::schema::{Kind, FIELDS, N};
 use pg_mask_core::KeyRing;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
+use pgrx::spi::Spi;
 
 /// Longest reject payload kept, as a token: a whole body masked. An SQS message is at most
 /// 1 MiB; a bigger line from a file load is still rejected, with its payload left out.
@@ -62,7 +63,8 @@ fn ingest_row<'a>(call: &TriggerCall<'a>) -> Result<TriggerResult<'a>, MaskError
     let refused = if types.len() == 4 { call.text(4) } else { None };
 
     let held = if let Some(report) = refused {
-        let detail = Refusal::parse(&String::from_utf8_lossy(report)).detail();
+        let refusal = known_objects_only(Refusal::parse(&String::from_utf8_lossy(report)), &target)?;
+        let detail = refusal.detail();
         let reject = reject(&ring, message_id, sent_at, RejectReason::DatabaseError, detail, body);
         buffer::push_reject(&target, reject)
     } else {
@@ -97,6 +99,39 @@ fn ingest_row<'a>(call: &TriggerCall<'a>) -> Result<TriggerResult<'a>, MaskError
     }
     // Returning the view row tells COPY the row was handled (it counts it).
     Ok(call.unchanged_row())
+}
+
+/// The refusal with its object name kept only if the target's tables (or their partitions)
+/// really have a constraint, column or table of that name: the detail is stored in clear, and a
+/// loader must not be able to store a value there by calling it a name.
+fn known_objects_only(mut refusal: Refusal, target: &target::Target) -> Result<Refusal, MaskError> {
+    let Some((kind, name)) = &refusal.object else { return Ok(refusal) };
+    // The tables themselves, and their partitions (pg_partition_tree lists nothing for a table
+    // that is not partitioned).
+    let tables = "SELECT $2::pg_catalog.oid UNION ALL SELECT $3::pg_catalog.oid \
+                  UNION ALL SELECT relid FROM pg_catalog.pg_partition_tree($2) \
+                  UNION ALL SELECT relid FROM pg_catalog.pg_partition_tree($3)";
+    let query = match *kind {
+        "constraint" => format!(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_constraint WHERE conname = $1 AND conrelid IN ({tables}))"
+        ),
+        "column" => format!(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_attribute WHERE attname = $1              AND attnum > 0 AND NOT attisdropped AND attrelid IN ({tables}))"
+        ),
+        _ => format!(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_class WHERE relname = $1 AND oid IN ({tables}))"
+        ),
+    };
+    let known = Spi::get_one_with_args::<bool>(
+        &query,
+        &[name.as_str().into(), target.logins.oid.into(), target.rejects.oid.into()],
+    )
+    .map_err(|e| MaskError::Spi(e.to_string()))?
+    .unwrap_or(false);
+    if !known {
+        refusal.object = None;
+    }
+    Ok(refusal)
 }
 
 /// A reject with the whole body masked as its payload. Masked now, like the personal fields: a

@@ -67,6 +67,10 @@ pub fn current_ring() -> Result<Rc<KeyRing>, MaskError> {
     if !PRELOADED.load(Ordering::Relaxed) {
         return Err(MaskError::NotPreloaded);
     }
+    // Every path that masks or unmasks goes through here.
+    if !pg::database_is_utf8() {
+        return Err(MaskError::NotUtf8);
+    }
     let keys = settings::keys();
     let key_file = settings::key_file();
     let key_command = settings::key_command();

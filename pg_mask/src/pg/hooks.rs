@@ -81,7 +81,7 @@ pub unsafe extern "C-unwind" fn check_utility(pstmt: *mut pg_sys::PlannedStmt) {
     }
 }
 
-/// Before a query runs: refuses `INSERT INTO <ingest view>` under the replica role.
+/// Before a query runs: refuses a query that writes an ingest view under the replica role.
 #[pgrx::pg_guard]
 pub unsafe extern "C-unwind" fn check_executor_start(query_desc: *mut pg_sys::QueryDesc) {
     if !replica_role() {
@@ -89,8 +89,9 @@ pub unsafe extern "C-unwind" fn check_executor_start(query_desc: *mut pg_sys::Qu
     }
     // SAFETY: PostgreSQL's query descriptor; result relations index its range table.
     unsafe {
+        // Every command type: an INSERT in a data-modifying CTE runs under a SELECT.
         let stmt = (*query_desc).plannedstmt;
-        if stmt.is_null() || (*query_desc).operation != pg_sys::CmdType::CMD_INSERT {
+        if stmt.is_null() {
             return;
         }
         let rtable = (*stmt).rtable;
@@ -143,17 +144,34 @@ fn error_string(s: &str) -> *mut c_char {
 }
 
 fn scrub(e: &mut pg_sys::ErrorData) {
+    // An error raised while COPY read its input: its message may quote a field's value, and
+    // its detail the row ("Failing row contains (…)").
+    let in_copy = text(e.context).is_some_and(|c| log_scrub::in_copy(&c));
     for field in [&mut e.message, &mut e.detail, &mut e.detail_log, &mut e.hint, &mut e.context] {
         if let Some(clean) = text(*field).and_then(|t| log_scrub::scrub(&t)) {
             *field = error_string(&clean);
         }
     }
-    // The statement is appended by the logger itself: hide it if it holds a key.
+    if in_copy {
+        if let Some(clean) = text(e.message).and_then(|t| log_scrub::scrub_copy_message(&t)) {
+            e.message = error_string(&clean);
+        }
+        for field in [&mut e.detail, &mut e.detail_log] {
+            if text(*field).is_some_and(|d| d.contains('(') || d.contains('"')) {
+                *field = error_string("(detail hidden by pg_mask: it may quote the row)");
+            }
+        }
+    }
+    // A failing statement of a load into an ingest view holds the bodies it loads.
+    if crate::ingest::statement_running() {
+        e.hide_stmt = true;
+    }
+    // The logger appends the statement itself (to errors and, depending on
+    // log_min_error_statement, to other levels): hide it if it holds a key.
     // SAFETY: debug_query_string is NULL or the statement being executed.
     let query = text(unsafe { pg_sys::debug_query_string });
-    // SAFETY: a plain read of an integer setting.
-    let logs_statement = e.elevel >= unsafe { pg_sys::log_min_error_statement };
-    if let Some(redacted) = query.as_deref().filter(|_| logs_statement).and_then(redact_key_material) {
+    let redacted = (!e.hide_stmt).then(|| query.as_deref().and_then(redact_key_material)).flatten();
+    if let Some(redacted) = redacted {
         e.hide_stmt = true;
         let redacted = CString::new(redacted.replace('\0', "")).unwrap_or_default();
         // SAFETY: replaces this backend's pg_stat_activity text (a no-op outside a backend).

@@ -2,9 +2,9 @@
 //! remembers the generation it was built at and rebuilds when it has moved.
 //!
 //! PostgreSQL calls the callback when a relation's definition changes (ALTER TABLE, CREATE OR
-//! REPLACE TRIGGER, a rename, a dropped index, ANALYZE's statistics update) in this session at
-//! the next command, and from other sessions when this one next takes a lock or starts a
-//! transaction. The callback may not touch the catalog or raise, so it only counts; the caches
+//! REPLACE TRIGGER, a rename, a dropped index, ANALYZE's statistics update) or a schema does
+//! (a renamed schema renames every relation in it), in this session at the next command, and
+//! from other sessions when this one next takes a lock or starts a transaction. The callback may not touch the catalog or raise, so it only counts; the caches
 //! rebuild lazily at their next use. Only relations some cache watches move the counter.
 
 use super::relation::Oid;
@@ -16,10 +16,24 @@ thread_local! {
     static WATCHED: RefCell<Vec<Oid>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Registers the callback; from `_PG_init`, once.
+/// Registers the callbacks; from `_PG_init`, once.
 pub fn init() {
-    // SAFETY: called once from _PG_init; the callback lives as long as the library.
-    unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache), pg_sys::Datum::from(0)) };
+    // SAFETY: called once from _PG_init; the callbacks live as long as the library.
+    unsafe {
+        pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache), pg_sys::Datum::from(0));
+        // A renamed schema changes a relation's qualified name without touching its relcache
+        // entry; schema changes are rare, so any of them moves the generation.
+        pg_sys::CacheRegisterSyscacheCallback(
+            pg_sys::SysCacheIdentifier::NAMESPACEOID as i32,
+            Some(on_namespace),
+            pg_sys::Datum::from(0),
+        );
+    }
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn on_namespace(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
+    GENERATION.set(GENERATION.get() + 1);
 }
 
 /// Moves the generation when `oid`'s definition changes from now on.

@@ -34,6 +34,13 @@ pub mod tuple;
 pub mod xact;
 
 
+/// Whether the current database stores text as UTF-8: pg_mask reads text bytes as UTF-8, and
+/// in another encoding the same bytes mean other characters.
+pub fn database_is_utf8() -> bool {
+    // SAFETY: a plain read of the backend's database encoding.
+    unsafe { pgrx::pg_sys::GetDatabaseEncoding() == pgrx::pg_sys::pg_enc::PG_UTF8 as i32 }
+}
+
 /// `true` in the postmaster (and in a single-user backend), where the key command runs.
 pub fn is_postmaster() -> bool {
     // SAFETY: a plain global set once at process start.

@@ -295,6 +295,12 @@ impl<'a> Attribute<'a> {
         self.raw.atthasdef || self.raw.attidentity != 0 || self.raw.attgenerated != 0
     }
 
+    /// Whether its type is a domain (whose constraints and default an INSERT applies).
+    pub fn is_domain(&self) -> bool {
+        // SAFETY: a type cache lookup of an existing type.
+        unsafe { pg_sys::get_typtype(self.type_oid()) as u8 == pg_sys::TYPTYPE_DOMAIN }
+    }
+
     /// The width of a text-like column: `Some(Some(n))` for `varchar(n)`, `Some(None)` for
     /// `text` and unbounded `varchar`, `None` for any other type.
     pub fn text_width(&self) -> Option<Option<usize>> {

@@ -5,13 +5,23 @@
 //! calling session's own `search_path` and its temporary tables cannot change what a name in
 //! the closure, or in the owner's triggers it fires, refers to, while triggers written for the
 //! default path keep working.
+//!
+//! The settings by which any role can make the server print a query's plan or parse tree
+//! (`debug_print_plan` and its siblings) are turned off for the closure: a custom plan holds the
+//! statement's parameters as constants, and the flush's parameters are tokens a loader must not
+//! see.
 
 use super::relation::Oid;
 use pgrx::pg_sys;
 
-/// The `search_path` the closure runs with. `pg_catalog` is searched first implicitly, and
+/// The settings the closure runs with. `pg_catalog` is searched first implicitly, and
 /// temporary relations only after `public`; functions are never looked up in `pg_temp`.
-const SAFE_SEARCH_PATH: &std::ffi::CStr = c"\"$user\", public, pg_temp";
+const PINNED: [(&std::ffi::CStr, &std::ffi::CStr); 4] = [
+    (c"search_path", c"\"$user\", public, pg_temp"),
+    (c"debug_print_parse", c"off"),
+    (c"debug_print_rewritten", c"off"),
+    (c"debug_print_plan", c"off"),
+];
 
 /// Runs `f` as `role`. If `f` raises, the (sub)transaction abort restores the calling role and
 /// `search_path`, as it does for a `SECURITY DEFINER` function; on success they are restored
@@ -29,16 +39,18 @@ pub fn as_role<R>(role: Oid, f: impl FnOnce() -> R) -> R {
                 | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
         );
         let nest_level = pg_sys::NewGUCNestLevel();
-        pg_sys::set_config_option(
-            c"search_path".as_ptr(),
-            SAFE_SEARCH_PATH.as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            0,
-            false,
-        );
+        for (name, value) in PINNED {
+            pg_sys::set_config_option(
+                name.as_ptr(),
+                value.as_ptr(),
+                pg_sys::GucContext::PGC_SUSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
+        }
         nest_level
     };
     let result = f();
