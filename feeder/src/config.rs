@@ -34,6 +34,8 @@ pub struct Cli {
     #[command(flatten)]
     pub common: Common,
     #[command(flatten)]
+    pub sqs: SqsOptions,
+    #[command(flatten)]
     pub run: RunOptions,
 }
 
@@ -59,20 +61,12 @@ pub enum Command {
 
 #[derive(Args, Debug, Clone)]
 pub struct Common {
-    /// PostgreSQL connection URL. When unset, PGHOST, PGPORT, PGUSER, PGPASSWORD and PGDATABASE
-    /// are used if present, else the reference default.
+    /// PostgreSQL connection URL or `key=value` string (sslmode up to verify-full, sslrootcert,
+    /// sslcert, sslkey). The PG* variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE,
+    /// PGSSLMODE, PGSSLROOTCERT, PGSSLCERT, PGSSLKEY) fill in what it leaves out, as libpq's do;
+    /// without it they override the reference default.
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
-    /// SQS queue URL.
-    #[arg(long, env = "SQS_QUEUE_URL", default_value = DEFAULT_QUEUE_URL, global = true)]
-    pub queue_url: String,
-    /// SQS endpoint. Defaults to AWS_ENDPOINT_URL, else to the queue URL's host when it is not
-    /// an AWS host (LocalStack, fauxqs, moto).
-    #[arg(long, env = "AWS_ENDPOINT_URL", global = true)]
-    pub endpoint_url: Option<String>,
-    /// AWS region.
-    #[arg(long, env = "AWS_REGION", default_value = "us-east-1", global = true)]
-    pub region: String,
     /// Log format, on stderr. The environment variable FEEDER_LOG sets which lines are logged
     /// (tracing's filter syntax, e.g. `debug` or `feeder=debug,warn`; default `info`)
     #[arg(long, env = "FEEDER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human, global = true)]
@@ -90,6 +84,22 @@ pub struct Common {
     pub progress_interval: u64,
 }
 
+/// Where the queue is: `run`, `drain` and `seed` (not `load`).
+#[derive(Args, Debug, Clone)]
+pub struct SqsOptions {
+    /// SQS queue URL.
+    #[arg(long, env = "SQS_QUEUE_URL", default_value = DEFAULT_QUEUE_URL, global = true)]
+    pub queue_url: String,
+    /// SQS endpoint. Defaults to AWS_ENDPOINT_URL, else to the queue URL's host when it is not
+    /// an AWS host (LocalStack, fauxqs, moto).
+    #[arg(long, env = "AWS_ENDPOINT_URL", global = true)]
+    pub endpoint_url: Option<String>,
+    /// AWS region.
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1", global = true)]
+    pub region: String,
+}
+
+/// How the queue is consumed: `run` and `drain` (the linger also shapes `load`'s batches).
 #[derive(Args, Debug, Clone)]
 pub struct RunOptions {
     /// Most concurrent SQS receivers (each a long-polling ReceiveMessage loop). The feeder runs
@@ -129,7 +139,7 @@ pub enum LogFormat {
     Json,
 }
 
-impl Common {
+impl SqsOptions {
     /// The SQS endpoint to use, if not AWS's own.
     pub fn sqs_endpoint(&self) -> Option<String> {
         if let Some(e) = &self.endpoint_url {
@@ -159,9 +169,9 @@ mod tests {
     #[test]
     fn endpoint_comes_from_a_local_queue_url() {
         let cli = parse(&["--queue-url", "http://127.0.0.1:4566/000000000000/q", "drain"]);
-        assert_eq!(cli.common.sqs_endpoint().as_deref(), Some("http://127.0.0.1:4566"));
+        assert_eq!(cli.sqs.sqs_endpoint().as_deref(), Some("http://127.0.0.1:4566"));
         let aws = parse(&["--queue-url", "https://sqs.us-east-1.amazonaws.com/1/q"]);
-        assert!(aws.common.endpoint_url.is_some() || aws.common.sqs_endpoint().is_none());
+        assert!(aws.sqs.endpoint_url.is_some() || aws.sqs.sqs_endpoint().is_none());
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub struct Pool<S: Source> {
     active: AtomicUsize,
     /// The last receive returned fewer than it could: the source is momentarily empty.
     arrivals_paused: AtomicBool,
+    /// An outage of the source is being reported (one line for all receivers).
+    outage: AtomicBool,
     /// The source said it is drained (drain mode).
     drained: AtomicBool,
     /// Receives stop: shutdown, drained, or the pipeline is done.
@@ -56,6 +58,7 @@ impl<S: Source> Pool<S> {
             active: AtomicUsize::new(0),
             arrivals_paused: AtomicBool::new(false),
             drained: AtomicBool::new(false),
+            outage: AtomicBool::new(false),
             stop,
             stop_all,
             drain,
@@ -93,7 +96,9 @@ impl<S: Source> Pool<S> {
     async fn receive_loop(self: Arc<Self>, tx: mpsc::UnboundedSender<Held<S::Ack>>) {
         let max = self.source.max_per_receive();
         loop {
-            let got = Retry::new("receiving", &self.stop)
+            let got = Retry::new("SQS", &self.stop)
+                .note(" (receiving)")
+                .shared_outage(&self.outage)
                 .on_shutdown(OnShutdown::Drop)
                 .run(
                     |_| self.source.receive(max),

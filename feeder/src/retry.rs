@@ -11,6 +11,7 @@ use crate::shutdown::Shutdown;
 use rand::Rng;
 use std::fmt::Display;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// What the caller wants after a failed attempt.
@@ -50,24 +51,32 @@ pub enum Failed<E> {
 
 pub struct Retry<'a> {
     what: &'a str,
+    note: &'a str,
     base: Duration,
     cap: Duration,
     limit: Limit,
     on_shutdown: OnShutdown,
     quiet: bool,
+    /// Set while an outage is being reported, shared by loops that fail together (the
+    /// receivers): only the first to fail and the first to recover log.
+    outage: Option<&'a AtomicBool>,
     shutdown: &'a Shutdown,
 }
 
 impl<'a> Retry<'a> {
-    /// Retries forever from 200 ms up to 10 s, logging as `what` ("PostgreSQL at …").
+    /// Retries forever from 200 ms up to 10 s, logging as `what` ("PostgreSQL", "SQS"): one
+    /// line "`what`: error; retrying with backoff" when failures start, one "`what` reachable
+    /// again after N s" when they end.
     pub fn new(what: &'a str, shutdown: &'a Shutdown) -> Self {
         Retry {
             what,
+            note: "",
             base: Duration::from_millis(200),
             cap: Duration::from_secs(10),
             limit: Limit::Forever,
             on_shutdown: OnShutdown::Drop,
             quiet: false,
+            outage: None,
             shutdown,
         }
     }
@@ -85,6 +94,18 @@ impl<'a> Retry<'a> {
 
     pub fn on_shutdown(mut self, on_shutdown: OnShutdown) -> Self {
         self.on_shutdown = on_shutdown;
+        self
+    }
+
+    /// Words added to the line that reports failures starting ("waiting up to 30 s").
+    pub fn note(mut self, note: &'a str) -> Self {
+        self.note = note;
+        self
+    }
+
+    /// Several loops share one outage: one line when the first fails, one when one recovers.
+    pub fn shared_outage(mut self, flag: &'a AtomicBool) -> Self {
+        self.outage = Some(flag);
         self
     }
 
@@ -123,9 +144,10 @@ impl<'a> Retry<'a> {
             let e = match result {
                 Ok(v) => {
                     if let Some(outage) = backoff.succeed() {
-                        if !self.quiet {
+                        let first = self.outage.is_none_or(|f| f.swap(false, Ordering::Relaxed));
+                        if !self.quiet && first {
                             tracing::info!(
-                                "{}: working again after {:.1} s",
+                                "{} reachable again after {:.1} s",
                                 self.what,
                                 outage.as_secs_f64()
                             );
@@ -144,8 +166,9 @@ impl<'a> Retry<'a> {
                 return Err(Failed::Error(e));
             }
             let (delay, first) = backoff.fail();
+            let first = first && self.outage.is_none_or(|f| !f.swap(true, Ordering::Relaxed));
             if first && !self.quiet {
-                tracing::warn!("{}: {e}; retrying with backoff", self.what);
+                tracing::warn!("{}: {e}; retrying with backoff{}", self.what, self.note);
             }
             if self.shutdown.unless_requested(tokio::time::sleep(delay)).await.is_none() {
                 return Err(Failed::Stopped);
@@ -191,7 +214,7 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::atomic::AtomicU32;
 
     #[test]
     fn backoff_grows_to_the_cap_and_reports_outage_edges_once() {

@@ -68,11 +68,12 @@ impl<S: Source, T: Store> Settler<S, T> {
         pending: &Mutex<Vec<bool>>,
     ) -> Result<(), Stop<T::Error>> {
         let rows: Vec<&Row> = idx.iter().map(|&i| &batch[i].row).collect();
-        let what = format!("batch of {}", rows.len());
+        let note = format!(" (holding a batch of {})", rows.len());
         let mut seen: HashMap<String, u32> = HashMap::new();
         let started = Instant::now();
         let store = &self.store;
-        let result = Retry::new(&what, &self.shutdown)
+        let result = Retry::new("PostgreSQL", &self.shutdown)
+            .note(&note)
             .on_shutdown(OnShutdown::Grace)
             .run(|_| store.load(&rows), |e| retry_or_isolate(e, &mut seen))
             .await;
@@ -90,8 +91,9 @@ impl<S: Source, T: Store> Settler<S, T> {
                 }
                 if rows.len() == batch.len() {
                     tracing::warn!(
-                        "{what} refused ({e}); loading it in halves to isolate the messages \
-                         the database refuses"
+                        "batch of {} refused ({e}); loading it in halves to isolate the messages \
+                         the database refuses",
+                        rows.len()
                     );
                 }
                 let (left, right) = idx.split_at(idx.len() / 2);
@@ -113,7 +115,8 @@ impl<S: Source, T: Store> Settler<S, T> {
         let database_error = refusal.database_error();
         let mut seen = HashMap::new();
         let store = &self.store;
-        let result = Retry::new("storing a reject", &self.shutdown)
+        let result = Retry::new("PostgreSQL", &self.shutdown)
+            .note(" (storing a reject)")
             .on_shutdown(OnShutdown::Grace)
             .run(|_| store.reject(&m.row, &database_error), |e| retry_or_isolate(e, &mut seen))
             .await;

@@ -22,7 +22,7 @@ use aws_sdk_sqs::types::{
 };
 use aws_sdk_sqs::Client;
 
-use crate::config::Common;
+use crate::config::SqsOptions;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SqsError {
@@ -98,18 +98,18 @@ pub struct Queue {
 }
 
 impl Queue {
-    pub async fn connect(common: &Common) -> Self {
-        let endpoint = common.sqs_endpoint();
+    pub async fn connect(options: &SqsOptions) -> Self {
+        let endpoint = options.sqs_endpoint();
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(common.region.clone()));
+            .region(aws_config::Region::new(options.region.clone()));
         if let Some(e) = &endpoint {
             loader = loader.endpoint_url(e);
         }
         let sdk = loader.load().await;
         Queue {
             client: Client::new(&sdk),
-            url: common.queue_url.clone(),
-            endpoint: endpoint.unwrap_or_else(|| format!("AWS SQS in {}", common.region)),
+            url: options.queue_url.clone(),
+            endpoint: endpoint.unwrap_or_else(|| format!("AWS SQS in {}", options.region)),
         }
     }
 

@@ -26,7 +26,7 @@ pub async fn consume(cli: &Cli, mode: Mode, shutdown: &Shutdown) -> Result<Outco
     let Startup::Ready(sink) = startup::sink(common, shutdown).await? else {
         return Ok(stopped);
     };
-    let Startup::Ready(queue) = startup::queue(common, shutdown, false).await? else {
+    let Startup::Ready(queue) = startup::queue(common, &cli.sqs, shutdown, false).await? else {
         return Ok(stopped);
     };
     tracing::info!(queue = %queue.url, database = %sink.target(), "feeder started ({mode:?})");

@@ -45,7 +45,7 @@ where
 pub async fn dispatch(mut cli: Cli) -> Result<Outcome, FeederError> {
     let shutdown = Shutdown::install();
     match cli.command.take().unwrap_or(Command::Run) {
-        Command::Seed { file } => seed::seed(&cli.common, &file, &shutdown).await,
+        Command::Seed { file } => seed::seed(&cli.common, &cli.sqs, &file, &shutdown).await,
         Command::Load { file } => load::load(&cli, &file, &shutdown).await,
         Command::Run => consume::consume(&cli, Mode::Forever, &shutdown).await,
         Command::Drain => consume::consume(&cli, Mode::UntilEmpty, &shutdown).await,

@@ -3,7 +3,7 @@
 
 use super::startup::{self, Startup};
 use super::FeederError;
-use crate::config::Common;
+use crate::config::{Common, SqsOptions};
 use crate::exit::Outcome;
 use crate::retry::{Failed, Limit, Next, OnShutdown, Retry};
 use crate::shutdown::Shutdown;
@@ -19,16 +19,18 @@ const SENDS_IN_PARALLEL: usize = 8;
 
 pub async fn seed(
     common: &Common,
+    sqs: &SqsOptions,
     path: &std::path::Path,
     shutdown: &Shutdown,
 ) -> Result<Outcome, FeederError> {
     let file = FileSource::open(path).await?;
-    let Startup::Ready(queue) = startup::queue(common, shutdown, true).await? else {
+    let Startup::Ready(queue) = startup::queue(common, sqs, shutdown, true).await? else {
         return Ok(Outcome { released: 0, interrupted: true });
     };
     let timeout = Duration::from_secs(common.startup_timeout);
     let start = Instant::now();
     let mut sent = 0;
+    let outage = std::sync::atomic::AtomicBool::new(false);
     loop {
         let lines = file.receive(1000).await?;
         if lines.is_empty() {
@@ -37,7 +39,7 @@ pub async fn seed(
         let bodies: Vec<String> = lines.into_iter().map(|m| m.row.body).collect();
         let chunks: Vec<Vec<String>> = bodies.chunks(10).map(<[String]>::to_vec).collect();
         let result: Result<Vec<usize>, Failed<SqsError>> = stream::iter(chunks)
-            .map(|chunk| send_chunk(&queue, chunk, timeout, shutdown))
+            .map(|chunk| send_chunk(&queue, chunk, timeout, shutdown, &outage))
             .buffer_unordered(SENDS_IN_PARALLEL)
             .try_collect()
             .await;
@@ -88,10 +90,13 @@ async fn send_chunk(
     bodies: Vec<String>,
     timeout: Duration,
     shutdown: &Shutdown,
+    outage: &std::sync::atomic::AtomicBool,
 ) -> Result<usize, Failed<SqsError>> {
     let total = bodies.len();
     let pending = Mutex::new(bodies);
-    let result = Retry::new("sending to SQS", shutdown)
+    let result = Retry::new("SQS", shutdown)
+        .note(" (sending)")
+        .shared_outage(outage)
         .backoff(Duration::from_millis(100), Duration::from_secs(5))
         .limit(Limit::For(timeout))
         .on_shutdown(OnShutdown::Finish)

@@ -4,7 +4,7 @@
 //! schema, an untrusted certificate).
 
 use super::FeederError;
-use crate::config::Common;
+use crate::config::{Common, SqsOptions};
 use crate::pg_config::Connector;
 use crate::retry::{Failed, Limit, Retry};
 use crate::shutdown::Shutdown;
@@ -20,16 +20,18 @@ pub enum Startup<T> {
     Stopped,
 }
 
-fn waiting(common: &Common, what: &str) -> String {
-    format!("{what} (waiting up to {} s)", common.startup_timeout)
+fn waiting(common: &Common) -> String {
+    format!(" for up to {} s", common.startup_timeout)
 }
 
 /// A sink whose connection and schema have been checked.
 pub async fn sink(common: &Common, shutdown: &Shutdown) -> Result<Startup<Sink>, FeederError> {
     let connector = Connector::from_env(common.database_url.as_deref())?;
-    let what = waiting(common, &format!("PostgreSQL at {}", connector.target()));
+    let what = format!("PostgreSQL at {}", connector.target());
+    let note = waiting(common);
     let sink = Sink::new(connector);
     let checked = Retry::new(&what, shutdown)
+        .note(&note)
         .backoff(Duration::from_millis(200), Duration::from_secs(5))
         .limit(Limit::For(Duration::from_secs(common.startup_timeout)))
         .run(|_| sink.check(), |e| next(e.class() == Class::Transient))
@@ -44,12 +46,15 @@ pub async fn sink(common: &Common, shutdown: &Shutdown) -> Result<Startup<Sink>,
 /// The queue, its URL as the server spells it; `create` makes it if missing (`seed`).
 pub async fn queue(
     common: &Common,
+    sqs: &SqsOptions,
     shutdown: &Shutdown,
     create: bool,
 ) -> Result<Startup<Queue>, FeederError> {
-    let queue = Queue::connect(common).await;
-    let what = waiting(common, &format!("SQS queue {}", queue.url));
+    let queue = Queue::connect(sqs).await;
+    let what = format!("SQS queue {}", queue.url);
+    let note = waiting(common);
     let resolved = Retry::new(&what, shutdown)
+        .note(&note)
         .backoff(Duration::from_millis(200), Duration::from_secs(5))
         .limit(Limit::For(Duration::from_secs(common.startup_timeout)))
         .run(
