@@ -12,7 +12,7 @@ pub const DEFAULT_QUEUE_URL: &str = "http://localhost:4566/000000000000/login-qu
 /// Default of `--batch-size`.
 pub const DEFAULT_BATCH_SIZE: usize = 2000;
 /// Default of `--receivers`.
-pub const DEFAULT_RECEIVERS: usize = 16;
+pub const DEFAULT_RECEIVERS: usize = 8;
 
 #[derive(Parser, Debug)]
 #[command(

@@ -131,7 +131,12 @@ impl<S: Source> Pool<S> {
                 if n < self.source.max_receivers() && self.room() > 0.5 {
                     Self::spawn(&self, tx.clone());
                 }
-            } else if self.drain && self.source.drained().await.unwrap_or(false) {
+            } else if self.drain
+                && self.stop.unless_requested(self.source.drained()).await.is_some_and(|d| {
+                    // An error here is not the end of the queue: keep receiving.
+                    d.unwrap_or(false)
+                })
+            {
                 // Nothing left anywhere: stop every receiver, not only this one, so no long
                 // poll keeps the drain waiting.
                 self.drained.store(true, Ordering::Relaxed);
