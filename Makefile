@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: help deps install db schema sqs feeder demo test bench fuzz docker-key check-versions docker-check stop fmt lint
+.PHONY: help deps install db schema sqs feeder demo test test-citus test-pg bench fuzz docker-key check-versions docker-check stop fmt lint
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  %-14s %s\n", $$1, $$2 }'
@@ -30,8 +30,14 @@ feeder: ## build the feeder (release)
 demo: schema sqs feeder ## the whole pipeline: seed login-queue, drain it into Postgres, show the result
 	@bash scripts/demo.sh
 
-test: db ## every test: unit, extension, ingest, feeder and reliability suites
+test: db ## every test: static checks, unit, extension, ingest, adversary, feeder, reliability, upgrade and (when installed) Citus suites
 	@bash scripts/test.sh
+
+test-citus: db ## the Citus tier: a coordinator and two workers on loopback (skipped if Citus is not installed)
+	@bash scripts/test-citus.sh
+
+test-pg: ## the extension, ingest and adversary suites on a real PostgreSQL $(PG) (17 or 18) in a Debian chroot
+	@bash scripts/test-pg.sh $(PG)
 
 bench: schema feeder ## benchmarks (not pass/fail): masking, COPY, ingest, feeder vs baseline
 	@bash bench/run.sh
@@ -43,7 +49,7 @@ docker-key: ## create docker/secrets/pg_mask.keys (once) for docker compose
 	@mkdir -p docker/secrets && umask 077 && test -s docker/secrets/pg_mask.keys || \
 	  echo "k1:$$(head -c 32 /dev/urandom | base64)" > docker/secrets/pg_mask.keys
 
-check-versions: ## type-check pg_mask for PostgreSQL 13-17 (pgrx's pre-generated bindings; part of make test)
+check-versions: ## type-check pg_mask for PostgreSQL 13-18 (pgrx's pre-generated bindings; part of make test)
 	@bash scripts/check-pg-versions.sh
 
 docker-check: deps ## static checks of the Docker files (hadolint, compose-spec, the pgrx package layout); no engine needed
@@ -55,5 +61,6 @@ stop: ## stop the emulator and PostgreSQL
 fmt: ## rustfmt
 	@cargo fmt --all
 
-lint: ## clippy on the crates that build without pgrx
-	@cargo clippy -p pg_mask_core -p feeder -p integration --all-targets
+lint: ## clippy (-D warnings) on every crate, as make test runs it
+	@cargo clippy -p pg_mask_core -p feeder -p integration --all-targets -- -D warnings
+	@cd pg_mask && cargo clippy --lib -- -D warnings

@@ -24,6 +24,9 @@ rm -rf "$pkg"
 for f in usr/lib/postgresql/15/lib/pg_mask.so usr/share/postgresql/15/extension/pg_mask.control; do
   [ -f "$pkg/$f" ] || die "cargo pgrx package has no $f, which Dockerfile.postgres copies"
 done
-grep -q "COPY --from=build /out/usr/lib/postgresql/15/lib/" "$ROOT/Dockerfile.postgres" ||
-  die "Dockerfile.postgres no longer copies the package's lib directory; update this check"
+grep -q 'cp /out/usr/lib/postgresql/"${PG_MAJOR}"/lib/pg_mask.so' "$ROOT/Dockerfile.postgres" ||
+  die "Dockerfile.postgres no longer copies the package's pg_mask.so; update this check"
+grep -q '^ARG PG_MAJOR=15$' "$ROOT/Dockerfile.postgres" ||
+  die "Dockerfile.postgres must take the PostgreSQL major as a build argument (default 15)"
 log "Docker files pass hadolint, the compose-spec parser and bash -n; the pgrx package has the paths Dockerfile.postgres copies"
+bash "$ROOT/scripts/check-deploy.sh"

@@ -162,7 +162,7 @@ configure() {
   fi
   local preload
   if installed; then
-    preload="shared_preload_libraries = 'pg_mask'
+    preload="shared_preload_libraries = 'pg_mask, pg_stat_statements'
 pg_mask.key_file = '$KEY_FILE'"
   else
     preload="# pg_mask is not installed in this chroot yet (scripts/pg-chroot.sh install $N):

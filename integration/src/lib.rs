@@ -16,10 +16,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-pub const SQL_FILES: [&str; 3] = [
+pub const SQL_FILES: [&str; 4] = [
     include_str!("../../sql/01_user_logins.sql"),
     include_str!("../../sql/02_ingest.sql"),
     include_str!("../../sql/03_analytics.sql"),
+    include_str!("../../sql/04_roles.sql"),
 ];
 
 pub fn database_url() -> String {
@@ -234,12 +235,20 @@ impl KeySettings {
     /// Sets `pg_mask.keys` (with the other key sources emptied), reloads, and waits until a new
     /// connection sees it.
     pub fn keys(spec: &str) -> Self {
-        Self::apply(&format!("pg_mask.keys = '{spec}'\npg_mask.key_file = ''\npg_mask.key_command = ''\n"), !spec.is_empty(), false)
+        Self::apply(
+            &format!("pg_mask.keys = '{spec}'\npg_mask.key_file = ''\npg_mask.key_command = ''\n"),
+            !spec.is_empty(),
+            false,
+        )
     }
 
     /// Sets `pg_mask.key_file` (with the other key sources emptied), reloads, and waits likewise.
     pub fn key_file(path: &str) -> Self {
-        Self::apply(&format!("pg_mask.keys = ''\npg_mask.key_file = '{path}'\npg_mask.key_command = ''\n"), false, true)
+        Self::apply(
+            &format!("pg_mask.keys = ''\npg_mask.key_file = '{path}'\npg_mask.key_command = ''\n"),
+            false,
+            true,
+        )
     }
 
     /// Sets `pg_mask.key_command` (with the other key sources emptied) and its timeout, reloads,
@@ -284,7 +293,8 @@ impl KeySettings {
 impl Drop for KeySettings {
     fn drop(&mut self) {
         // The file goes when `_file` drops, after this: remove it first, then reload.
-        let path = server::host_path(&format!("{}/conf.d/zz-pg_mask-test.conf", server::conf_dir()));
+        let path =
+            server::host_path(&format!("{}/conf.d/zz-pg_mask-test.conf", server::conf_dir()));
         let _ = privileged("rm").arg("-f").arg(&path).status();
         reload();
         wait_for_settings("", true);

@@ -71,7 +71,11 @@ fn no_role_gets_the_token_of_a_plaintext_of_its_choice() {
             "42501",
         );
         // Writing the tables directly and reading the result back.
-        refused(c, "INSERT INTO user_logins (user_id, masked_ip) VALUES ('x', '198.51.100.7')", "42501");
+        refused(
+            c,
+            "INSERT INTO user_logins (user_id, masked_ip) VALUES ('x', '198.51.100.7')",
+            "42501",
+        );
         refused(c, "UPDATE user_logins SET masked_ip = '198.51.100.7'", "42501");
         c.batch_execute("DROP VIEW my_ingest; DROP TABLE my_logins, my_rejects, oracle")
             .unwrap_or_else(|e| panic!("{who}: {e}"));
@@ -100,7 +104,8 @@ fn no_role_gets_the_token_of_a_plaintext_of_its_choice() {
     let diverted: i64 = one(&mut loader, "SELECT count(*) FROM pg_temp.user_logins");
     assert_eq!(diverted, 0, "rows went to the loader's TEMP table");
     ORACLE_PATHS.fetch_add(1, Ordering::Relaxed);
-    let landed = count(&mut admin, "SELECT count(*) FROM public.user_logins WHERE message_id = 'chosen-1'");
+    let landed =
+        count(&mut admin, "SELECT count(*) FROM public.user_logins WHERE message_id = 'chosen-1'");
     assert_eq!(landed, 1);
     refused(&mut loader, "SELECT masked_ip FROM public.user_logins", "42501");
 
@@ -116,7 +121,13 @@ fn no_role_gets_the_token_of_a_plaintext_of_its_choice() {
     let err = copy_ingest(&mut loader, &[bad]).expect_err("the CHECK refuses it");
     let db_err = err.as_db_error().expect("a database error");
     assert_eq!(db_err.code().code(), "23514");
-    let everything = format!("{} {:?} {:?} {:?}", db_err.message(), db_err.detail(), db_err.hint(), db_err.where_());
+    let everything = format!(
+        "{} {:?} {:?} {:?}",
+        db_err.message(),
+        db_err.detail(),
+        db_err.hint(),
+        db_err.where_()
+    );
     assert!(everything.contains("no_web"), "names the constraint: {everything}");
     assert!(!everything.contains("pm1."), "no token in the error: {everything}");
     assert!(!everything.contains("Failing row"), "no row in the error: {everything}");
@@ -131,12 +142,20 @@ fn no_role_gets_the_token_of_a_plaintext_of_its_choice() {
         "SELECT count(*) FROM user_logins WHERE masked_ip NOT LIKE 'pm1.%' OR masked_device_id NOT LIKE 'pm1.%'",
     );
     assert_eq!(clear, 0);
-    report("oracle", &format!("roles tried: reader, loader; oracle paths tried: {}, all refused", ORACLE_PATHS.load(Ordering::Relaxed)));
+    report(
+        "oracle",
+        &format!(
+            "roles tried: reader, loader; oracle paths tried: {}, all refused",
+            ORACLE_PATHS.load(Ordering::Relaxed)
+        ),
+    );
 }
 
 /// A masked column's values: all tokens no longer than `width`.
 fn assert_masked(c: &mut postgres::Client, table: &str, column: &str, width: Option<usize>) {
-    let rows = c.query(&format!("SELECT {column}::text FROM {table} WHERE {column} IS NOT NULL"), &[]).expect("read");
+    let rows = c
+        .query(&format!("SELECT {column}::text FROM {table} WHERE {column} IS NOT NULL"), &[])
+        .expect("read");
     for r in rows {
         let v: String = r.get(0);
         assert!(v.starts_with("pm1."), "{table}.{column} holds a plaintext");
@@ -155,7 +174,12 @@ fn ddl_between_inserts_never_crashes_or_stores_plaintext_or_over_width_tokens() 
     let value = "'198.51.100.3-padding-pad'";
     // Each case: the DDL; the columns the second insert writes; the columns that must then hold
     // tokens (with their width); the SQLSTATE the second insert must fail with, if it must.
-    type Case = (&'static str, &'static [&'static str], &'static [(&'static str, Option<usize>)], Option<&'static str>);
+    type Case = (
+        &'static str,
+        &'static [&'static str],
+        &'static [(&'static str, Option<usize>)],
+        Option<&'static str>,
+    );
     let cases: [Case; 9] = [
         ("ALTER TABLE t ALTER COLUMN a TYPE bigint USING 0", &["b"], &[("b", Some(256))], Some("42804")),
         ("ALTER TABLE t ALTER COLUMN a TYPE integer USING 0", &["b"], &[("b", Some(256))], Some("42804")),
@@ -177,11 +201,15 @@ fn ddl_between_inserts_never_crashes_or_stores_plaintext_or_over_width_tokens() 
             )
             .expect("table");
             // The first insert fills the trigger's cache in this session.
-            c.batch_execute("INSERT INTO t (a, b) VALUES ('198.51.100.1', '198.51.100.2')").expect("first insert");
+            c.batch_execute("INSERT INTO t (a, b) VALUES ('198.51.100.1', '198.51.100.2')")
+                .expect("first insert");
             let done = if other { db.client().batch_execute(ddl) } else { c.batch_execute(ddl) };
             done.unwrap_or_else(|e| panic!("{ddl}: {e}"));
             let values = written.iter().map(|_| value).collect::<Vec<_>>().join(", ");
-            let second = c.batch_execute(&format!("INSERT INTO t ({}) VALUES ({values})", written.join(", ")));
+            let second = c.batch_execute(&format!(
+                "INSERT INTO t ({}) VALUES ({values})",
+                written.join(", ")
+            ));
             match expect_error {
                 Some(code) => {
                     let (got, msg) = sqlstate(second);
@@ -203,21 +231,30 @@ fn ddl_between_inserts_never_crashes_or_stores_plaintext_or_over_width_tokens() 
     let mut c = db.client();
     // The duplicates view depends on the column's type; an operator drops it to alter the column.
     c.batch_execute("DROP VIEW login_duplicates").expect("drop view");
-    copy_ingest(&mut c, &[Message::new("i1", r#"{"user_id":"u","ip":"198.51.100.10"}"#)]).expect("load");
-    db.client().batch_execute("ALTER TABLE user_logins ALTER COLUMN masked_ip TYPE varchar(46)").expect("narrow");
+    copy_ingest(&mut c, &[Message::new("i1", r#"{"user_id":"u","ip":"198.51.100.10"}"#)])
+        .expect("load");
+    db.client()
+        .batch_execute("ALTER TABLE user_logins ALTER COLUMN masked_ip TYPE varchar(46)")
+        .expect("narrow");
     // A 14-character IP's token has 47 characters: it no longer fits.
-    let counts = copy_ingest(&mut c, &[Message::new("i2", r#"{"user_id":"u","ip":"198.51.100.110"}"#)]).expect("load after narrowing");
+    let counts =
+        copy_ingest(&mut c, &[Message::new("i2", r#"{"user_id":"u","ip":"198.51.100.110"}"#)])
+            .expect("load after narrowing");
     assert_eq!(counts.rejected, 1, "a value whose token no longer fits is a too_long reject");
     assert_masked(&mut c, "user_logins", "masked_ip", Some(46));
     DDL_SEQUENCES.fetch_add(1, Ordering::Relaxed);
     {
         let mut tx = c.transaction().expect("begin");
         tx.batch_execute("INSERT INTO login_ingest VALUES ('i3', now(), '{\"user_id\":\"u\",\"ip\":\"1.2.3.4\"}')").expect("insert");
-        tx.batch_execute("ALTER TABLE user_logins ALTER COLUMN masked_ip TYPE varchar(256)").expect("widen in the transaction");
+        tx.batch_execute("ALTER TABLE user_logins ALTER COLUMN masked_ip TYPE varchar(256)")
+            .expect("widen in the transaction");
         tx.batch_execute("INSERT INTO login_ingest VALUES ('i4', now(), '{\"user_id\":\"u\",\"ip\":\"198.51.100.112\"}')").expect("insert after widening");
         tx.commit().expect("commit");
     }
-    assert_eq!(count(&mut c, "SELECT count(*) FROM user_logins WHERE message_id IN ('i3', 'i4')"), 2);
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM user_logins WHERE message_id IN ('i3', 'i4')"),
+        2
+    );
     DDL_SEQUENCES.fetch_add(1, Ordering::Relaxed);
     db.client().batch_execute("ALTER TABLE user_logins RENAME TO user_logins_old").expect("rename");
     let (code, msg) = sqlstate(copy_ingest(&mut c, &[Message::new("i5", r#"{"user_id":"u"}"#)]));
@@ -227,14 +264,22 @@ fn ddl_between_inserts_never_crashes_or_stores_plaintext_or_over_width_tokens() 
                         CREATE TRIGGER user_logins_mask BEFORE INSERT OR UPDATE ON user_logins \
                         FOR EACH ROW EXECUTE FUNCTION mask_columns('masked_ip', 'masked_device_id')")
         .expect("re-create");
-    copy_ingest(&mut c, &[Message::new("i6", r#"{"user_id":"u","ip":"198.51.100.13"}"#)]).expect("load into the new table");
-    assert_eq!(count(&mut c, "SELECT count(*) FROM user_logins"), 1, "the new table, not the renamed one");
+    copy_ingest(&mut c, &[Message::new("i6", r#"{"user_id":"u","ip":"198.51.100.13"}"#)])
+        .expect("load into the new table");
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM user_logins"),
+        1,
+        "the new table, not the renamed one"
+    );
     assert_masked(&mut c, "user_logins", "masked_ip", Some(256));
     DDL_SEQUENCES.fetch_add(2, Ordering::Relaxed);
 
     let log = before.since();
     assert_eq!(crashes_in(&log), 0, "a backend crashed:\n{log}");
-    report("ddl", &format!("DDL sequences tried: {}, crashes 0", DDL_SEQUENCES.load(Ordering::Relaxed)));
+    report(
+        "ddl",
+        &format!("DDL sequences tried: {}, crashes 0", DDL_SEQUENCES.load(Ordering::Relaxed)),
+    );
 }
 
 /// Copies `data` into `login_ingest` in text format (`format` is "text" or "csv"); the error.
@@ -258,7 +303,8 @@ fn failing_text_and_csv_copies_leave_no_plaintext_in_the_server_log() {
     let tag = unique("logleak");
     let ip = |i: u32| format!("203.0.113.{i}");
     let device = |i: u32| format!("{tag}-device-{i}");
-    let body = |i: u32| format!(r#"{{"user_id":"u{i}","ip":"{}","device_id":"{}"}}"#, ip(i), device(i));
+    let body =
+        |i: u32| format!(r#"{{"user_id":"u{i}","ip":"{}","device_id":"{}"}}"#, ip(i), device(i));
     let mark = LogMark::now();
     // Errors pg_mask raises (a NULL message id), and COPY's own (a missing column, an extra
     // one, a bad timestamp, a bad escape), in text and CSV.
@@ -273,9 +319,22 @@ fn failing_text_and_csv_copies_leave_no_plaintext_in_the_server_log() {
         // Fields out of order: the timestamp's input error quotes the body.
         ("csv", format!("m8,\"{}\",2024-01-01\n", body(8).replace('"', "\"\""))),
         // A quoted field over two lines (pretty-printed JSON), with a NULL message id.
-        ("csv", format!(",2024-01-01,\"{{\n{}\"\n", body(9).trim_start_matches('{').replace('"', "\"\""))),
+        (
+            "csv",
+            format!(
+                ",2024-01-01,\"{{\n{}\"\n",
+                body(9).trim_start_matches('{').replace('"', "\"\"")
+            ),
+        ),
         // An unterminated quote swallows the next record into the line buffer.
-        ("csv", format!("m10,2024-01-01,\"{{\"\"user_id\"\":\"\"u\"\"}}\nm11,2024-01-01,{{ip:{} {}}}\n", ip(10), device(10))),
+        (
+            "csv",
+            format!(
+                "m10,2024-01-01,\"{{\"\"user_id\"\":\"\"u\"\"}}\nm11,2024-01-01,{{ip:{} {}}}\n",
+                ip(10),
+                device(10)
+            ),
+        ),
     ];
     for (format, data) in &cases {
         let err = text_copy(&mut c, format, data);
@@ -307,7 +366,8 @@ fn keys_never_reach_the_log_statistics_or_the_data_directory() {
     }
     // A careless operator puts the key through SQL, with every statement logged.
     admin.batch_execute("SET log_statement = 'all'").expect("log everything");
-    let (code, msg) = sqlstate(admin.batch_execute(&format!("ALTER SYSTEM SET pg_mask.keys = '{K2}'")));
+    let (code, msg) =
+        sqlstate(admin.batch_execute(&format!("ALTER SYSTEM SET pg_mask.keys = '{K2}'")));
     assert_eq!(code, "55P02", "{msg}");
     let hint = admin
         .batch_execute(&format!("ALTER SYSTEM SET pg_mask.keys = '{K2}'"))
@@ -317,7 +377,8 @@ fn keys_never_reach_the_log_statistics_or_the_data_directory() {
     assert!(hint.contains("pg_mask.key_file"), "the refusal says where keys belong: {hint}");
     let (code, _) = sqlstate(admin.batch_execute(&format!("SET pg_mask.keys = '{K2}'")));
     assert_eq!(code, "55P02");
-    let (code, _) = sqlstate(admin.batch_execute(&format!("SELECT set_config('pg_mask.keys', '{K2}', false)")));
+    let (code, _) =
+        sqlstate(admin.batch_execute(&format!("SELECT set_config('pg_mask.keys', '{K2}', false)")));
     assert_eq!(code, "55P02");
     // Whitespace the key parser allows, spelled as an escape, and a LOG-level message (a plan
     // printed to the log) that also appends the statement.
@@ -336,11 +397,11 @@ fn keys_never_reach_the_log_statistics_or_the_data_directory() {
         ),
     );
     assert!(!activity.contains(&key_material), "pg_stat_activity holds the key: {activity}");
-    admin.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").expect("pg_stat_statements");
-    let statements: String = one(
-        &mut admin,
-        "SELECT coalesce(string_agg(query, ' | '), '') FROM pg_stat_statements",
-    );
+    admin
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .expect("pg_stat_statements");
+    let statements: String =
+        one(&mut admin, "SELECT coalesce(string_agg(query, ' | '), '') FROM pg_stat_statements");
     assert!(statements.contains("log_statement"), "pg_stat_statements records this session");
     assert!(!statements.contains(&key_material), "pg_stat_statements holds the key");
     admin.batch_execute("RESET log_statement").expect("reset");
@@ -348,8 +409,12 @@ fn keys_never_reach_the_log_statistics_or_the_data_directory() {
     assert!(log.contains("ALTER SYSTEM"), "the statements were logged:\n{log}");
     assert!(!log.contains(&key_material), "the server log holds the key:\n{log}");
     let data_dir: String = one(&mut admin, "SHOW data_directory");
-    let auto_conf = read_server_file(&server::host_path(&format!("{data_dir}/postgresql.auto.conf")));
-    assert!(!String::from_utf8_lossy(&auto_conf).contains(&key_material), "postgresql.auto.conf holds the key");
+    let auto_conf =
+        read_server_file(&server::host_path(&format!("{data_dir}/postgresql.auto.conf")));
+    assert!(
+        !String::from_utf8_lossy(&auto_conf).contains(&key_material),
+        "postgresql.auto.conf holds the key"
+    );
 }
 
 #[test]
@@ -359,13 +424,18 @@ fn huge_values_are_errors_not_crashes() {
     let mut c = db.client();
     let mark = LogMark::now();
     // A 800 MB value: its token would pass PostgreSQL's 1 GB limit.
-    let (code, msg) = sqlstate(c.query_one("SELECT length(mask_pii(repeat('x', 800 * 1024 * 1024)))", &[]));
+    let (code, msg) =
+        sqlstate(c.query_one("SELECT length(mask_pii(repeat('x', 800 * 1024 * 1024)))", &[]));
     assert_eq!(code, "54000", "{msg}");
     c.batch_execute("CREATE TABLE big (v text); CREATE TRIGGER m BEFORE INSERT ON big FOR EACH ROW EXECUTE FUNCTION mask_columns('v')").expect("table");
-    let (code, _) = sqlstate(c.batch_execute("INSERT INTO big VALUES (repeat('x', 800 * 1024 * 1024))"));
+    let (code, _) =
+        sqlstate(c.batch_execute("INSERT INTO big VALUES (repeat('x', 800 * 1024 * 1024))"));
     assert_eq!(code, "54000");
     // A 300 MB body is a reject (not JSON), kept without its payload, which would be too big.
-    c.batch_execute("INSERT INTO login_ingest VALUES ('huge', now(), repeat('y', 300 * 1024 * 1024))").expect("huge body");
+    c.batch_execute(
+        "INSERT INTO login_ingest VALUES ('huge', now(), repeat('y', 300 * 1024 * 1024))",
+    )
+    .expect("huge body");
     let row = c
         .query_one("SELECT reason, detail, payload IS NULL FROM user_login_rejects WHERE message_id = 'huge'", &[])
         .expect("reject");
@@ -429,10 +499,20 @@ fn replaying_rejects_writes_no_plaintext_to_temporary_files() {
     let _lock = key_lock();
     let db = TestDb::new("adv");
     let mut c = db.client();
-    c.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").expect("pg_stat_statements");
+    c.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .expect("pg_stat_statements");
     let long = "x".repeat(40);
     let messages: Vec<Message> = (0..20_000)
-        .map(|i| Message::new(format!("t{i:05}"), format!(r#"{{"user_id":"u{i}","ip":"198.18.{}.{}","device_type":"{long}"}}"#, i / 256 % 256, i % 256)))
+        .map(|i| {
+            Message::new(
+                format!("t{i:05}"),
+                format!(
+                    r#"{{"user_id":"u{i}","ip":"198.18.{}.{}","device_type":"{long}"}}"#,
+                    i / 256 % 256,
+                    i % 256
+                ),
+            )
+        })
         .collect();
     assert_eq!(copy_ingest(&mut c, &messages).expect("load").rejected, 20_000);
     c.batch_execute("SET work_mem = '64kB'").expect("small work_mem");
@@ -447,10 +527,15 @@ fn replaying_rejects_writes_no_plaintext_to_temporary_files() {
          FROM user_login_rejects ORDER BY message_id) SELECT count(*) FROM (SELECT * FROM r ORDER BY body DESC) s; ROLLBACK;",
     )
     .expect("control");
-    assert!(temp_blocks(&mut c, "control_spill") > 0, "the control spilled: the check can see temp files");
+    assert!(
+        temp_blocks(&mut c, "control_spill") > 0,
+        "the control spilled: the check can see temp files"
+    );
     // The README's replay, after the fix.
-    c.batch_execute("ALTER TABLE user_logins ALTER COLUMN device_type TYPE varchar(64)").expect("the fix");
-    let replayed: i64 = one(&mut c, "SELECT replayed /* replay_check */ FROM replay_rejects('too_long')");
+    c.batch_execute("ALTER TABLE user_logins ALTER COLUMN device_type TYPE varchar(64)")
+        .expect("the fix");
+    let replayed: i64 =
+        one(&mut c, "SELECT replayed /* replay_check */ FROM replay_rejects('too_long')");
     assert_eq!(replayed, 20_000);
     assert_eq!(count(&mut c, "SELECT count(*) FROM user_logins"), 20_000);
     assert_eq!(temp_blocks(&mut c, "replay_check"), 0, "the replay wrote temporary files");
@@ -469,7 +554,8 @@ fn edge_cases_found_in_review_stay_closed() {
          CREATE UNIQUE INDEX user_logins_message_id_key ON user_logins (message_id)",
     )
     .expect("narrow ids");
-    let (code, _) = sqlstate(copy_ingest(&mut c, &[Message::new("much-longer-than-5", r#"{"user_id":"u"}"#)]));
+    let (code, _) =
+        sqlstate(copy_ingest(&mut c, &[Message::new("much-longer-than-5", r#"{"user_id":"u"}"#)]));
     assert_eq!(code, "22001");
     c.batch_execute(
         "DROP INDEX user_logins_message_id_key; ALTER TABLE user_logins ALTER COLUMN message_id TYPE text; \
@@ -478,10 +564,13 @@ fn edge_cases_found_in_review_stay_closed() {
     .expect("ids back");
 
     // A masked column too narrow for any token: even an empty value is a reject.
-    c.batch_execute("ALTER TABLE user_logins ALTER COLUMN masked_ip TYPE varchar(20)").expect("narrow");
-    let counts = copy_ingest(&mut c, &[Message::new("e1", r#"{"user_id":"u","ip":""}"#)]).expect("load");
+    c.batch_execute("ALTER TABLE user_logins ALTER COLUMN masked_ip TYPE varchar(20)")
+        .expect("narrow");
+    let counts =
+        copy_ingest(&mut c, &[Message::new("e1", r#"{"user_id":"u","ip":""}"#)]).expect("load");
     assert_eq!(counts.rejected, 1);
-    c.batch_execute("ALTER TABLE user_logins ALTER COLUMN masked_ip TYPE varchar(256)").expect("wide again");
+    c.batch_execute("ALTER TABLE user_logins ALTER COLUMN masked_ip TYPE varchar(256)")
+        .expect("wide again");
 
     // A domain NOT NULL column keeps the table off the bulk path: the INSERT enforces it.
     c.batch_execute("CREATE DOMAIN must_have AS text NOT NULL; ALTER TABLE user_logins ADD COLUMN tenant must_have")
@@ -505,7 +594,10 @@ fn edge_cases_found_in_review_stay_closed() {
     )
     .expect("refused messages");
     let details: Vec<String> = c
-        .query("SELECT detail FROM user_login_rejects WHERE message_id IN ('f1', 'f2') ORDER BY 1", &[])
+        .query(
+            "SELECT detail FROM user_login_rejects WHERE message_id IN ('f1', 'f2') ORDER BY 1",
+            &[],
+        )
         .expect("details")
         .iter()
         .map(|r| r.get(0))
@@ -544,8 +636,12 @@ fn a_renamed_schema_cannot_divert_a_long_lived_loader() {
              CREATE TRIGGER f AFTER INSERT ON app.login_ingest FOR EACH STATEMENT EXECUTE FUNCTION ingest_flush();",
         )
         .expect("an app schema");
-    let (role, mut mallory) = db.role("mallory", &format!("GRANT CREATE ON DATABASE {} TO {{role}};", db.name));
-    let (loader_role, mut loader) = db.role("loader", "GRANT USAGE ON SCHEMA app TO {role}; GRANT INSERT ON app.login_ingest TO {role};");
+    let (role, mut mallory) =
+        db.role("mallory", &format!("GRANT CREATE ON DATABASE {} TO {{role}};", db.name));
+    let (loader_role, mut loader) = db.role(
+        "loader",
+        "GRANT USAGE ON SCHEMA app TO {role}; GRANT INSERT ON app.login_ingest TO {role};",
+    );
     let load = |c: &mut postgres::Client, view: &str, id: &str| {
         copy_ingest_into(c, view, &[Message::new(id, "not json: a reject")])
     };

@@ -377,24 +377,33 @@ fn an_installed_0_1_0_updates_in_place_keeping_tokens_triggers_and_grants() {
     let triggers_before = triggers(&mut db);
     let mut reader = connect(&reader_url);
     let public_could: String = one(&mut reader, "SELECT mask_pii('198.51.100.1')");
-    assert!(public_could.starts_with("pm1."), "0.1.0 let any role mask: the oracle this update closes");
+    assert!(
+        public_could.starts_with("pm1."),
+        "0.1.0 let any role mask: the oracle this update closes"
+    );
 
     db.batch_execute("ALTER EXTENSION pg_mask UPDATE").expect("update");
-    let version: String = one(&mut db, "SELECT extversion FROM pg_extension WHERE extname = 'pg_mask'");
+    let version: String =
+        one(&mut db, "SELECT extversion FROM pg_extension WHERE extname = 'pg_mask'");
     assert_eq!(version, env!("CARGO_PKG_VERSION"));
     assert_eq!(snapshot(&mut db), before, "no token re-masked");
     assert_eq!(triggers(&mut db), triggers_before, "no trigger dropped or re-created");
     let mut reader = connect(&reader_url);
     let (code, _) = sqlstate(reader.query_one("SELECT mask_pii('198.51.100.1')", &[]));
     assert_eq!(code, "42501", "mask_pii revoked from PUBLIC by the update");
-    let token = before.iter().find_map(|r| r.split('|').nth(1).filter(|t| t.starts_with("pm1.")).map(str::to_owned));
-    let opened: String = reader.query_one("SELECT unmask_pii($1)", &[&token]).expect("the grant survives").get(0);
+    let token = before
+        .iter()
+        .find_map(|r| r.split('|').nth(1).filter(|t| t.starts_with("pm1.")).map(str::to_owned));
+    let opened: String =
+        reader.query_one("SELECT unmask_pii($1)", &[&token]).expect("the grant survives").get(0);
     assert!(!opened.is_empty());
     // The README's step after the update: apply sql/ again (the view gains database_error).
     for sql in SQL_FILES {
         db.batch_execute(sql).expect("apply sql/ after the update");
     }
-    let more: Vec<Message> = (0..3).map(|i| Message::new(format!("after-{i}"), r#"{"user_id":"u","ip":"10.0.0.1"}"#)).collect();
+    let more: Vec<Message> = (0..3)
+        .map(|i| Message::new(format!("after-{i}"), r#"{"user_id":"u","ip":"10.0.0.1"}"#))
+        .collect();
     assert_eq!(copy_ingest(&mut db, &more).expect("load after the update").loaded, 3);
     drop((db, reader));
     let _ = c.batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"));

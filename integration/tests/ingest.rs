@@ -500,7 +500,11 @@ fn an_error_caught_mid_statement_drops_only_its_own_rows() {
         )
         .expect("insert") as i64;
     assert_eq!(n, 25);
-    assert_eq!(count(&mut c, "SELECT count(*) FROM user_logins"), 25, "rows buffered before a caught error survive");
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM user_logins"),
+        25,
+        "rows buffered before a caught error survive"
+    );
     assert_eq!(count(&mut c, "SELECT count(*) FROM shadow"), 25);
 }
 
@@ -518,8 +522,11 @@ fn savepoints_caught_errors_and_nested_loads_keep_exactly_what_an_insert_keeps()
         let rows_before = count(&mut c, "SELECT count(*) FROM user_logins");
         let shadow_before = count(&mut c, "SELECT count(*) FROM shadow");
         let mut tx = c.transaction().expect("begin");
-        tx.batch_execute(&format!("SET LOCAL pg_mask.ingest_batch_rows = {}", rng.random_range(1..6)))
-            .expect("batch size");
+        tx.batch_execute(&format!(
+            "SET LOCAL pg_mask.ingest_batch_rows = {}",
+            rng.random_range(1..6)
+        ))
+        .expect("batch size");
         let mut savepoints: Vec<String> = Vec::new();
         let mut script = Vec::new();
         for _ in 0..rng.random_range(3..12) {
@@ -571,14 +578,20 @@ fn savepoints_caught_errors_and_nested_loads_keep_exactly_what_an_insert_keeps()
             tx.batch_execute(&sql).unwrap_or_else(|e| panic!("seed {seed}: {sql}: {e}"));
             script.push(sql);
         }
-        let loaded: i64 = tx.query_one("SELECT loaded FROM ingest_stats()", &[]).expect("stats").get(0);
+        let loaded: i64 =
+            tx.query_one("SELECT loaded FROM ingest_stats()", &[]).expect("stats").get(0);
         let shadow: i64 = tx.query_one("SELECT count(*) FROM shadow", &[]).expect("shadow").get(0);
-        let before: i64 = tx.query_one("SELECT count(*) FROM user_logins", &[]).expect("rows").get(0);
+        let before: i64 =
+            tx.query_one("SELECT count(*) FROM user_logins", &[]).expect("rows").get(0);
         tx.commit().unwrap_or_else(|e| panic!("seed {seed}: commit: {e}\n{}", script.join("\n")));
         let missing = count(&mut c, "SELECT count(*) FROM (SELECT message_id FROM shadow EXCEPT SELECT message_id FROM user_logins) d");
         let extra = count(&mut c, "SELECT count(*) FROM (SELECT message_id FROM user_logins EXCEPT SELECT message_id FROM shadow) d");
         assert_eq!((missing, extra), (0, 0), "seed {seed}:\n{}", script.join("\n"));
-        assert_eq!(loaded, before - rows_before, "seed {seed}: ingest_stats() counts what is there");
+        assert_eq!(
+            loaded,
+            before - rows_before,
+            "seed {seed}: ingest_stats() counts what is there"
+        );
         assert_eq!(before - rows_before, shadow - shadow_before, "seed {seed}");
         sequences += 1;
     }
@@ -599,7 +612,11 @@ fn two_ingest_views_in_one_statement_each_reach_their_own_tables() {
     ))
     .expect("one statement, two views");
     let ids = |c: &mut postgres::Client, table: &str| -> Vec<String> {
-        c.query(&format!("SELECT message_id FROM {table}"), &[]).expect("ids").iter().map(|r| r.get(0)).collect()
+        c.query(&format!("SELECT message_id FROM {table}"), &[])
+            .expect("ids")
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
     };
     assert_eq!(ids(&mut c, "user_logins"), ["v1"]);
     assert_eq!(ids(&mut c, "logins_general"), ["v2"]);
@@ -617,7 +634,10 @@ fn a_load_under_the_replica_role_raises_instead_of_storing_nothing() {
     // The client library cannot go on after a COPY refused before it started: a new session.
     let mut c = db.client();
     c.batch_execute("SET session_replication_role = replica").expect("replica");
-    let (code, _) = sqlstate(c.batch_execute(&format!("INSERT INTO login_ingest VALUES ('r2', now(), '{}')", login("r"))));
+    let (code, _) = sqlstate(c.batch_execute(&format!(
+        "INSERT INTO login_ingest VALUES ('r2', now(), '{}')",
+        login("r")
+    )));
     assert_eq!(code, "55000");
     // The masking trigger on the table itself fires under the replica role too.
     c.batch_execute("INSERT INTO user_logins (message_id, user_id, masked_ip) VALUES ('r3', 'u', '198.51.100.5')")
@@ -625,7 +645,10 @@ fn a_load_under_the_replica_role_raises_instead_of_storing_nothing() {
     c.batch_execute("SET session_replication_role = origin").expect("origin");
     let ip: String = one(&mut c, "SELECT masked_ip FROM user_logins WHERE message_id = 'r3'");
     assert!(ip.starts_with("pm1."), "stored masked: {ip}");
-    assert_eq!(copy_ingest(&mut c, &[Message::new("r1", login("r"))]).expect("origin loads").loaded, 1);
+    assert_eq!(
+        copy_ingest(&mut c, &[Message::new("r1", login("r"))]).expect("origin loads").loaded,
+        1
+    );
 }
 
 #[test]

@@ -12,7 +12,8 @@ use pg_mask_core::{KeyRingError, TokenError};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::{PgLogLevel, PgSqlErrorCode};
 
-const KEY_HINT: &str = "Put the key ring in a file outside the data directory (mode 0600, owned by \
+const KEY_HINT: &str =
+    "Put the key ring in a file outside the data directory (mode 0600, owned by \
 the server's OS user), set pg_mask.key_file in postgresql.conf, then SELECT pg_reload_conf(). \
 See the README's \"Keys\" section.";
 
@@ -20,7 +21,9 @@ See the README's \"Keys\" section.";
 pub enum MaskError {
     #[error("pg_mask must be loaded through shared_preload_libraries")]
     NotPreloaded,
-    #[error("pg_mask has no key: pg_mask.keys, pg_mask.key_file and pg_mask.key_command are all empty")]
+    #[error(
+        "pg_mask has no key: pg_mask.keys, pg_mask.key_file and pg_mask.key_command are all empty"
+    )]
     NoKey,
     #[error("more than one of pg_mask.keys, pg_mask.key_file and pg_mask.key_command is set; set exactly one")]
     MoreThanOneKeySource,
@@ -48,7 +51,9 @@ pub enum MaskError {
     TokenTooLong { column: String, len: usize, max: usize },
     #[error("ingest: an ingest view must have the columns (message_id text, sent_at timestamptz, body text[, database_error text])")]
     BadViewShape,
-    #[error("ingest: table {name} (the {role} table named by the ingest view's trigger) does not exist")]
+    #[error(
+        "ingest: table {name} (the {role} table named by the ingest view's trigger) does not exist"
+    )]
     MissingTable { role: &'static str, name: String },
     #[error("ingest: table {table} has no column \"{column}\"")]
     MissingColumn { table: String, column: String },
@@ -158,9 +163,10 @@ impl MaskError {
         let class = fields.map(|f| f.sqlstate_text()).unwrap_or_default();
         // Messages of these classes, from the server itself, name relations, constraints,
         // columns, functions and types, never values.
-        let names_only =
-            matches!(&class.get(..2), Some("0A" | "23" | "25" | "40" | "42" | "53" | "54" | "55" | "57"))
-                || class == "22001";
+        let names_only = matches!(
+            &class.get(..2),
+            Some("0A" | "23" | "25" | "40" | "42" | "53" | "54" | "55" | "57")
+        ) || class == "22001";
         let reason = match fields.and_then(|f| f.message.clone()) {
             Some(m) if names_only && fields.is_some_and(|f| f.raised_by_the_server()) => m,
             _ => format!("SQLSTATE {}", if class.is_empty() { "XX000" } else { &class }),
@@ -203,9 +209,14 @@ fn refused_by_the_data(code: PgSqlErrorCode) -> bool {
     use PgSqlErrorCode::*;
     let class_of = |c: PgSqlErrorCode| c as i32 & 0xfff;
     let class = class_of(code);
-    [ERRCODE_DATA_EXCEPTION, ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION, ERRCODE_WITH_CHECK_OPTION_VIOLATION, ERRCODE_PROGRAM_LIMIT_EXCEEDED]
-        .into_iter()
-        .any(|c| class_of(c) == class)
+    [
+        ERRCODE_DATA_EXCEPTION,
+        ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION,
+        ERRCODE_WITH_CHECK_OPTION_VIOLATION,
+        ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+    ]
+    .into_iter()
+    .any(|c| class_of(c) == class)
         || code == ERRCODE_QUERY_CANCELED
 }
 

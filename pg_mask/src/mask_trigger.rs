@@ -49,7 +49,9 @@ impl Resolved {
             && args.iter().zip(&self.args).all(|(a, b)| *a == b.as_slice())
             && self.columns.iter().all(|c| {
                 table.attribute_at(c.attnum).is_some_and(|a| {
-                    a.name() == c.name.as_bytes() && a.type_oid() == c.type_oid && a.typmod() == c.typmod
+                    a.name() == c.name.as_bytes()
+                        && a.type_oid() == c.type_oid
+                        && a.typmod() == c.typmod
                 })
             })
     }
@@ -129,8 +131,9 @@ fn resolve(call: &TriggerCall<'_>, table: &Relation<'_>) -> Result<Resolved, Mas
     if args.is_empty() {
         return Err(MaskError::BadTriggerArguments {
             function: "mask_columns",
-            problem: "it needs the column names as trigger arguments, e.g. mask_columns('masked_ip')"
-                .into(),
+            problem:
+                "it needs the column names as trigger arguments, e.g. mask_columns('masked_ip')"
+                    .into(),
         });
     }
     let columns = args

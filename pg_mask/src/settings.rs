@@ -50,7 +50,8 @@ pub fn init() {
         Definition {
             name: c"pg_mask.keys",
             short: c"pg_mask key ring: key_id:base64_key entries, the first one masks.",
-            long: c"Superuser-only and never shown; refused by ALTER SYSTEM. Prefer pg_mask.key_file.",
+            long:
+                c"Superuser-only and never shown; refused by ALTER SYSTEM. Prefer pg_mask.key_file.",
             redacted: true,
             refuse_alter_system: true,
             on_value: None,

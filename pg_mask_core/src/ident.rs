@@ -78,13 +78,22 @@ mod tests {
     #[test]
     fn names_split_fold_and_unquote_as_postgresql_does() {
         assert_eq!(split_qualified("user_logins"), Ok(vec!["user_logins".to_owned()]));
-        assert_eq!(split_qualified("Public.User_Logins"), Ok(vec!["public".into(), "user_logins".into()]));
-        assert_eq!(split_qualified(r#""My Schema"."a.b""c""#), Ok(vec!["My Schema".into(), "a.b\"c".into()]));
+        assert_eq!(
+            split_qualified("Public.User_Logins"),
+            Ok(vec!["public".into(), "user_logins".into()])
+        );
+        assert_eq!(
+            split_qualified(r#""My Schema"."a.b""c""#),
+            Ok(vec!["My Schema".into(), "a.b\"c".into()])
+        );
         assert_eq!(split_qualified(&"x".repeat(70)).map(|p| p[0].len()), Ok(63));
         assert_eq!(split_qualified(""), Err(IdentError::Empty));
         assert_eq!(split_qualified("a..b"), Err(IdentError::Empty));
         assert_eq!(split_qualified("\"open"), Err(IdentError::Unterminated));
         assert_eq!(split_qualified("a b"), Err(IdentError::Unexpected));
-        assert_eq!(split_qualified("pg_temp.user_logins"), Ok(vec!["pg_temp".into(), "user_logins".into()]));
+        assert_eq!(
+            split_qualified("pg_temp.user_logins"),
+            Ok(vec!["pg_temp".into(), "user_logins".into()])
+        );
     }
 }

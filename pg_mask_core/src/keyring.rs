@@ -158,7 +158,7 @@ pub fn redact_key_material(text: &str) -> Option<String> {
     let is_b64 = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'_' | b'-');
     // The length of the whitespace ending or starting at `at`, if any: a whitespace character,
     // or a backslash escape of one as an `E'…'` string in a logged statement spells it.
-    let escape = |s: &str| ["\\t", "\\n", "\\r", "\\f", "\\v"].iter().any(|e| s == *e);
+    let escape = |s: &str| ["\\t", "\\n", "\\r", "\\f", "\\v"].contains(&s);
     let space_before = |at: usize| {
         let before = &text[..at];
         if before.len() >= 2 && before.is_char_boundary(at - 2) && escape(&before[at - 2..]) {
@@ -280,8 +280,13 @@ mod tests {
         assert!(!redact_key_material(nbsp).unwrap_or_default().contains("HxweH"));
         let url_safe = "k3:HxweHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE";
         assert_eq!(redact_key_material(url_safe).as_deref(), Some("k3:<redacted>"));
-        for clean in ["", "parameter \"pg_mask.keys\" cannot be changed now", "a:b", "12:30:45",
-                      "pm1.k1.Mf10RWUpNagzbi-m6rWBqA-P8KOhPRLj_sNmDLTExA"] {
+        for clean in [
+            "",
+            "parameter \"pg_mask.keys\" cannot be changed now",
+            "a:b",
+            "12:30:45",
+            "pm1.k1.Mf10RWUpNagzbi-m6rWBqA-P8KOhPRLj_sNmDLTExA",
+        ] {
             assert_eq!(redact_key_material(clean), None, "{clean}");
         }
         let generated = generate_entry("k9").expect("ok");

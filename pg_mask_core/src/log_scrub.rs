@@ -111,7 +111,8 @@ mod tests {
 
     #[test]
     fn multi_line_input_and_values_in_messages_are_cut() {
-        let csv = "COPY login_ingest, line 1: \",2024-01-01,\"{\n\"\"ip\"\":\"\"198.51.100.221\"\"}\"\"";
+        let csv =
+            "COPY login_ingest, line 1: \",2024-01-01,\"{\n\"\"ip\"\":\"\"198.51.100.221\"\"}\"\"";
         let out = scrub_copy_context(csv).unwrap_or_default();
         assert_eq!(out, "COPY login_ingest, line 1 (row data hidden by pg_mask)");
         assert!(in_copy(csv));
@@ -142,7 +143,10 @@ mod tests {
             scrub_setting_change("parameter \"pg_mask.keys\" changed to \"k1:short\"").as_deref(),
             Some("parameter \"pg_mask.keys\" changed to \"(hidden by pg_mask)\"")
         );
-        assert_eq!(scrub_setting_change("parameter \"pg_mask.key_file\" changed to \"/etc/k\""), None);
+        assert_eq!(
+            scrub_setting_change("parameter \"pg_mask.key_file\" changed to \"/etc/k\""),
+            None
+        );
         assert_eq!(scrub_setting_change("parameter \"pg_mask.keys\" cannot be changed now"), None);
     }
 

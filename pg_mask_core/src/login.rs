@@ -512,7 +512,8 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(e.text("user_id"), Some("a\tbé🦀"));
-        let e = parse(r#"{"user\u005fid":"x'; DROP TABLE user_logins; --"}"#, &limits()).expect("ok");
+        let e =
+            parse(r#"{"user\u005fid":"x'; DROP TABLE user_logins; --"}"#, &limits()).expect("ok");
         assert_eq!(e.text("user_id"), Some("x'; DROP TABLE user_logins; --"));
     }
 
@@ -591,7 +592,10 @@ mod tests {
     #[test]
     fn limits_follow_the_column_widths() {
         let reference = limits();
-        assert_eq!(reference.max[crate::schema::field_index("user_id").unwrap_or(0)], Limit::Max(128));
+        assert_eq!(
+            reference.max[crate::schema::field_index("user_id").unwrap_or(0)],
+            Limit::Max(128)
+        );
         assert_eq!(reference.max[crate::schema::field_index("ip").unwrap_or(0)], Limit::Max(170));
         let mut narrow_ip = [None; N];
         narrow_ip[crate::schema::field_index("ip").unwrap_or(0)] = Some(20);
@@ -604,10 +608,7 @@ mod tests {
         let mut widths = [None; N];
         widths[crate::schema::field_index("device_type").unwrap_or(0)] = Some(3);
         let narrow = Limits::for_columns(&widths, 2);
-        assert_eq!(
-            parse(r#"{"user_id":"u","device_type":"ios"}"#, &narrow).map(|_| ()),
-            Ok(())
-        );
+        assert_eq!(parse(r#"{"user_id":"u","device_type":"ios"}"#, &narrow).map(|_| ()), Ok(()));
         assert_eq!(
             parse(r#"{"user_id":"u","device_type":"android"}"#, &narrow)
                 .map(|_| ())

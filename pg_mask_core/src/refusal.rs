@@ -81,7 +81,11 @@ pub fn constraint_in_message(message: &str) -> Option<String> {
     if !message.contains("constraint") || quoted.len() < 2 || name.is_empty() {
         return None;
     }
-    let shard_suffix = |s: &str| s.rsplit_once('_').filter(|(_, id)| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())).map(|(_, id)| id.to_owned());
+    let shard_suffix = |s: &str| {
+        s.rsplit_once('_')
+            .filter(|(_, id)| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+            .map(|(_, id)| id.to_owned())
+    };
     let relation = quoted[0];
     Some(match (shard_suffix(relation), shard_suffix(name)) {
         (Some(a), Some(b)) if a == b => name[..name.len() - b.len() - 1].to_owned(),
@@ -114,7 +118,8 @@ mod tests {
         assert_eq!(constraint_in_message(citus).as_deref(), Some("no_web"));
         let plain = r#"new row for relation "user_logins" violates check constraint "check_2024""#;
         assert_eq!(constraint_in_message(plain).as_deref(), Some("check_2024"));
-        let unique = r#"duplicate key value violates unique constraint "user_logins_message_id_key""#;
+        let unique =
+            r#"duplicate key value violates unique constraint "user_logins_message_id_key""#;
         assert_eq!(constraint_in_message(unique), None, "one quoted name: nothing to compare");
         assert_eq!(constraint_in_message("value too long for type character varying(32)"), None);
     }

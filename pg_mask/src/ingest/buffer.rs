@@ -87,7 +87,10 @@ impl RejectRow {
     }
 
     pub fn bytes(&self) -> usize {
-        self.message_id.len() + self.detail.len() + self.payload.as_ref().map_or(0, String::len) + 64
+        self.message_id.len()
+            + self.detail.len()
+            + self.payload.as_ref().map_or(0, String::len)
+            + 64
     }
 }
 

@@ -299,8 +299,5 @@ fn insert_rejects(
     let payloads: Vec<Option<&str>> = rejects.iter().map(|r| r.payload.as_deref()).collect();
     let args: [DatumWithOid; 5] =
         [ids.into(), sent.into(), reasons.into(), details.into(), payloads.into()];
-    client
-        .update(&statements.insert_rejects, None, &args)
-        .map(|t| t.len() as i64)
-        .map_err(spi)
+    client.update(&statements.insert_rejects, None, &args).map(|t| t.len() as i64).map_err(spi)
 }

@@ -47,8 +47,8 @@ fn ingest_row<'a>(call: &TriggerCall<'a>) -> Result<TriggerResult<'a>, MaskError
         });
     }
     let types = call.column_types();
-    let shaped = (3..=4).contains(&types.len())
-        && types.iter().zip(SHAPE).all(|(t, want)| *t == Some(want));
+    let shaped =
+        (3..=4).contains(&types.len()) && types.iter().zip(SHAPE).all(|(t, want)| *t == Some(want));
     if !shaped {
         return Err(MaskError::BadViewShape);
     }
@@ -63,7 +63,8 @@ fn ingest_row<'a>(call: &TriggerCall<'a>) -> Result<TriggerResult<'a>, MaskError
     let refused = if types.len() == 4 { call.text(4) } else { None };
 
     let held = if let Some(report) = refused {
-        let refusal = known_objects_only(Refusal::parse(&String::from_utf8_lossy(report)), &target)?;
+        let refusal =
+            known_objects_only(Refusal::parse(&String::from_utf8_lossy(report)), &target)?;
         let detail = refusal.detail();
         let reject = reject(&ring, message_id, sent_at, RejectReason::DatabaseError, detail, body);
         buffer::push_reject(&target, reject)

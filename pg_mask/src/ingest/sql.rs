@@ -49,8 +49,7 @@ pub fn insert_logins_text(logins: &Table) -> String {
     }
     columns.push(schema::CREATE_DATE.to_owned());
     values.push(
-        "(pg_catalog.timezone('UTC', COALESCE(r.s, pg_catalog.now())))::pg_catalog.date"
-            .to_owned(),
+        "(pg_catalog.timezone('UTC', COALESCE(r.s, pg_catalog.now())))::pg_catalog.date".to_owned(),
     );
     format!(
         "INSERT INTO {} ({}) SELECT {} FROM unnest({}) AS r({})",
@@ -63,10 +62,8 @@ pub fn insert_logins_text(logins: &Table) -> String {
 }
 
 fn login_types() -> Vec<PgOid> {
-    let mut types = vec![
-        PgOid::from(pg_sys::TEXTARRAYOID),
-        PgOid::from(pg_sys::TIMESTAMPTZARRAYOID),
-    ];
+    let mut types =
+        vec![PgOid::from(pg_sys::TEXTARRAYOID), PgOid::from(pg_sys::TIMESTAMPTZARRAYOID)];
     types.extend(FIELDS.iter().map(|f| match f.kind {
         Kind::Text | Kind::Masked => PgOid::from(pg_sys::TEXTARRAYOID),
         Kind::Version => PgOid::from(pg_sys::INT4ARRAYOID),

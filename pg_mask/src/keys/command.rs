@@ -66,7 +66,10 @@ fn run(command: &str, timeout: Duration) -> Result<Zeroizing<Vec<u8>>, String> {
                 // Always reap our own child: the postmaster must never see it as a lost backend.
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("did not finish within {} s and was killed", timeout.as_secs()));
+                return Err(format!(
+                    "did not finish within {} s and was killed",
+                    timeout.as_secs()
+                ));
             }
             Err(e) => return Err(format!("could not be waited for: {e}")),
         }

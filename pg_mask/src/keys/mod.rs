@@ -74,7 +74,8 @@ pub fn current_ring() -> Result<Rc<KeyRing>, MaskError> {
     let keys = settings::keys();
     let key_file = settings::key_file();
     let key_command = settings::key_command();
-    match [keys.is_some(), key_file.is_some(), key_command.is_some()].iter().filter(|s| **s).count() {
+    match [keys.is_some(), key_file.is_some(), key_command.is_some()].iter().filter(|s| **s).count()
+    {
         0 => return Err(MaskError::NoKey),
         1 => {}
         _ => return Err(MaskError::MoreThanOneKeySource),

@@ -219,16 +219,9 @@ unsafe extern "C-unwind" fn process_utility(
     unsafe {
         super::hooks::check_utility(pstmt);
         match PREVIOUS_UTILITY {
-            Some(previous) => previous(
-                pstmt,
-                query_string,
-                read_only_tree,
-                context,
-                params,
-                query_env,
-                dest,
-                qc,
-            ),
+            Some(previous) => {
+                previous(pstmt, query_string, read_only_tree, context, params, query_env, dest, qc)
+            }
             None => raw_standard_process_utility(
                 pstmt,
                 query_string,
@@ -243,7 +236,10 @@ unsafe extern "C-unwind" fn process_utility(
     }
 }
 
-unsafe extern "C-unwind" fn executor_start(query_desc: *mut pg_sys::QueryDesc, eflags: std::ffi::c_int) {
+unsafe extern "C-unwind" fn executor_start(
+    query_desc: *mut pg_sys::QueryDesc,
+    eflags: std::ffi::c_int,
+) {
     // SAFETY: PostgreSQL's arguments, passed on unchanged; see the comment above.
     unsafe {
         super::hooks::check_executor_start(query_desc);

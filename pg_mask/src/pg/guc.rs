@@ -82,16 +82,14 @@ unsafe extern "C-unwind" fn check<const I: usize>(
 
 /// Defines `setting`; from `_PG_init`, once per setting.
 pub fn define(setting: Secret, d: Definition) {
-    let mut flags = pg_sys::GUC_SUPERUSER_ONLY | pg_sys::GUC_NO_SHOW_ALL | pg_sys::GUC_NOT_IN_SAMPLE;
+    let mut flags =
+        pg_sys::GUC_SUPERUSER_ONLY | pg_sys::GUC_NO_SHOW_ALL | pg_sys::GUC_NOT_IN_SAMPLE;
     if d.refuse_alter_system {
         flags |= pg_sys::GUC_DISALLOW_IN_AUTO_FILE;
     }
     let i = setting.index();
-    let show_hook: pg_sys::GucShowHook = if d.redacted {
-        Some([show::<0>, show::<1>, show::<2>][i])
-    } else {
-        None
-    };
+    let show_hook: pg_sys::GucShowHook =
+        if d.redacted { Some([show::<0>, show::<1>, show::<2>][i]) } else { None };
     let check_hook: pg_sys::GucStringCheckHook =
         d.on_value.map(|_| [check::<0>, check::<1>, check::<2>][i] as _);
     // SAFETY: called once per setting from _PG_init; the statics live as long as the process.

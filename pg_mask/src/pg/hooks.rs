@@ -104,7 +104,8 @@ pub unsafe extern "C-unwind" fn check_executor_start(query_desc: *mut pg_sys::Qu
             if index == 0 || index > (*rtable).length as usize {
                 continue;
             }
-            let rte = (*(*rtable).elements.add(index - 1)).ptr_value.cast::<pg_sys::RangeTblEntry>();
+            let rte =
+                (*(*rtable).elements.add(index - 1)).ptr_value.cast::<pg_sys::RangeTblEntry>();
             if !rte.is_null() && (*rte).relid != pg_sys::InvalidOid {
                 refuse_ingest_under_replica((*rte).relid);
             }
@@ -179,7 +180,8 @@ fn scrub(e: &mut pg_sys::ErrorData) {
             pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_RUNNING, redacted.as_ptr())
         };
     }
-    let cant_change = e.sqlerrcode == pgrx::PgSqlErrorCode::ERRCODE_CANT_CHANGE_RUNTIME_PARAM as i32;
+    let cant_change =
+        e.sqlerrcode == pgrx::PgSqlErrorCode::ERRCODE_CANT_CHANGE_RUNTIME_PARAM as i32;
     if cant_change
         && e.hint.is_null()
         && text(e.message).is_some_and(|m| m.contains("\"pg_mask.keys\""))

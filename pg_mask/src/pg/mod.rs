@@ -33,7 +33,6 @@ pub mod trigger;
 pub mod tuple;
 pub mod xact;
 
-
 /// Whether the current database stores text as UTF-8: pg_mask reads text bytes as UTF-8, and
 /// in another encoding the same bytes mean other characters.
 pub fn database_is_utf8() -> bool {

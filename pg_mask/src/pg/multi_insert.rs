@@ -35,7 +35,12 @@ pub type RowFiller<'f, T> = dyn Fn(&T, &mut dyn FnMut(usize, Value<'_>)) + 'f;
 /// how many went in. Raises like an INSERT: `unique_violation` for a duplicate key, a
 /// constraint's error for a bad row, and an internal error for a value whose type does not
 /// match its column.
-pub fn insert<T>(relid: Oid, rows: &[T], check_constraints: bool, fill: &RowFiller<'_, T>) -> usize {
+pub fn insert<T>(
+    relid: Oid,
+    rows: &[T],
+    check_constraints: bool,
+    fill: &RowFiller<'_, T>,
+) -> usize {
     let Some(table) = Relation::open(relid, Lock::Write) else {
         pgrx::error!("pg_mask: the ingest target table was dropped during the load");
     };
@@ -74,7 +79,8 @@ pub fn insert<T>(relid: Oid, rows: &[T], check_constraints: bool, fill: &RowFill
                 let nulls = std::slice::from_raw_parts_mut((*slot).tts_isnull, natts);
                 nulls.fill(true);
                 let mut set = |attnum: usize, value: Value<'_>| {
-                    let column_type = attnum.checked_sub(1).and_then(|i| types.get(i).copied().flatten());
+                    let column_type =
+                        attnum.checked_sub(1).and_then(|i| types.get(i).copied().flatten());
                     let datum = match (value, column_type) {
                         (Value::Null, Some(_)) => None,
                         (Value::Text(s), Some(pg_sys::TEXTOID | pg_sys::VARCHAROID)) => {

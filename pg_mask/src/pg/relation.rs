@@ -96,9 +96,7 @@ impl<'a> Relation<'a> {
 
     pub fn name(&self) -> String {
         // SAFETY: relname is a NUL-terminated NameData.
-        unsafe { CStr::from_ptr(self.class().relname.data.as_ptr()) }
-            .to_string_lossy()
-            .into_owned()
+        unsafe { CStr::from_ptr(self.class().relname.data.as_ptr()) }.to_string_lossy().into_owned()
     }
 
     /// `schema.table`, each part quoted as needed: the text to put in SQL.

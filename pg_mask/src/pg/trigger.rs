@@ -62,7 +62,10 @@ impl<'a> TriggerCall<'a> {
 
     /// Runs `f` on the new row, deformed, with a way to ask whether a text column is unchanged
     /// from the old row (always `false` for an INSERT).
-    pub fn with_new_row<R>(&self, f: impl FnOnce(&mut Row<'_>, &dyn Fn(&Row<'_>, usize) -> bool) -> R) -> R {
+    pub fn with_new_row<R>(
+        &self,
+        f: impl FnOnce(&mut Row<'_>, &dyn Fn(&Row<'_>, usize) -> bool) -> R,
+    ) -> R {
         let old = self.old_tuple();
         let unchanged = move |row: &Row<'_>, attnum: usize| match old {
             // SAFETY: the old row of an UPDATE has the relation's descriptor.
@@ -76,14 +79,20 @@ impl<'a> TriggerCall<'a> {
     /// Text column `attnum` (1-based) of the row the trigger fired for.
     pub fn text(&self, attnum: usize) -> Option<&'a [u8]> {
         // SAFETY: the trigger's row and descriptor are valid for 'a.
-        unsafe { tuple::text_attribute(self.trigger.trigger_data().tg_trigtuple, self.desc(), attnum) }
+        unsafe {
+            tuple::text_attribute(self.trigger.trigger_data().tg_trigtuple, self.desc(), attnum)
+        }
     }
 
     /// `timestamptz` column `attnum` (1-based) of the row the trigger fired for.
     pub fn timestamptz(&self, attnum: usize) -> Option<i64> {
         // SAFETY: as above.
         unsafe {
-            tuple::timestamptz_attribute(self.trigger.trigger_data().tg_trigtuple, self.desc(), attnum)
+            tuple::timestamptz_attribute(
+                self.trigger.trigger_data().tg_trigtuple,
+                self.desc(),
+                attnum,
+            )
         }
     }
 
@@ -91,7 +100,9 @@ impl<'a> TriggerCall<'a> {
     pub fn column_types(&self) -> Vec<Option<Oid>> {
         let desc = self.desc();
         // SAFETY: the relation's descriptor is valid for the call.
-        unsafe { (1..=tuple::attribute_count(desc)).map(|n| tuple::attribute_type(desc, n)).collect() }
+        unsafe {
+            (1..=tuple::attribute_count(desc)).map(|n| tuple::attribute_type(desc, n)).collect()
+        }
     }
 
     /// The row the trigger fired for, to return unchanged.
@@ -102,6 +113,8 @@ impl<'a> TriggerCall<'a> {
     /// `tuple` (formed from the new row by [`Row::form`]) as the trigger's result.
     pub fn row_result(&self, tuple: pg_sys::HeapTuple) -> TriggerResult<'a> {
         // SAFETY: the tuple has the relation's descriptor, which lives for the call.
-        Some(unsafe { PgHeapTuple::from_heap_tuple(PgTupleDesc::from_pg_unchecked(self.desc()), tuple) })
+        Some(unsafe {
+            PgHeapTuple::from_heap_tuple(PgTupleDesc::from_pg_unchecked(self.desc()), tuple)
+        })
     }
 }

@@ -135,8 +135,11 @@ impl<'t> Row<'t> {
     pub fn form(&mut self) -> pg_sys::HeapTuple {
         // SAFETY: values/nulls have natts entries for `desc`; the original tuple is valid.
         unsafe {
-            let new =
-                pg_sys::heap_form_tuple(self.desc, self.values.as_mut_ptr(), self.nulls.as_mut_ptr());
+            let new = pg_sys::heap_form_tuple(
+                self.desc,
+                self.values.as_mut_ptr(),
+                self.nulls.as_mut_ptr(),
+            );
             (*(*new).t_data).t_ctid = (*(*self.tuple).t_data).t_ctid;
             (*new).t_self = (*self.tuple).t_self;
             (*new).t_tableOid = (*self.tuple).t_tableOid;
