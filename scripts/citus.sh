@@ -7,6 +7,7 @@
 #   citus.sh stop           stop them
 #   citus.sh schema DBNAME  create DBNAME (propagated), apply sql/ and distribute user_logins and
 #                           user_login_rejects by message_id; login_ingest exists on every node
+#   citus.sh drop DBNAME    drop DBNAME on every node
 #   citus.sh urls [DBNAME]  print the connection URLs
 # Nodes: coordinator 127.0.0.1:5441, workers 5442 and 5443, each its own initdb'd data
 # directory under $CITUS_DIR, run by the postgres OS user with pg_ctl (not Debian's
@@ -157,6 +158,13 @@ urls() {
   echo "worker2:     postgres://postgres:postgres@127.0.0.1:${PORTS[worker2]}/$db"
 }
 
+drop_db() {
+  local db="${1:-}"
+  [[ "$db" =~ ^[a-z_][a-z0-9_]*$ ]] || die "usage: scripts/citus.sh drop DBNAME"
+  q coordinator postgres -c 'SET citus.enable_create_database_propagation = on' \
+    -c "DROP DATABASE IF EXISTS $db WITH (FORCE)"
+}
+
 distributed() { # distributed DB TABLE: is TABLE a distributed table in DB on the coordinator
   [ "$(q coordinator "$1" -c "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid = '$2'::regclass")" = 1 ]
 }
@@ -208,6 +216,7 @@ case "${1:-}" in
   start) start ;;
   stop) stop ;;
   schema) schema "${2:-}" ;;
+  drop) drop_db "${2:-}" ;;
   urls) urls "${2:-}" ;;
-  *) die "usage: scripts/citus.sh available|start|stop|schema DBNAME|urls [DBNAME]" ;;
+  *) die "usage: scripts/citus.sh available|start|stop|schema DBNAME|drop DBNAME|urls [DBNAME]" ;;
 esac

@@ -78,6 +78,34 @@ fn the_readme_sql_runs_as_written() {
         assert_eq!(ip.as_deref(), Some("10.9.8.7"));
         c.batch_execute(&format!("DROP OWNED BY {reader}; DROP ROLE {reader}")).expect("drop role");
 
+        // The feeder's role: it loads, and reads nothing back.
+        let feeder_role = unique("feeder");
+        let block = sql_block("GRANT INSERT ON login_ingest").replace("feeder", &feeder_role);
+        c.batch_execute(&block).expect("README feeder block");
+        c.batch_execute(&format!("SET ROLE {feeder_role}")).expect("set role");
+        c.batch_execute(r#"INSERT INTO login_ingest VALUES ('by-feeder', now(), '{"user_id":"f"}')"#)
+            .expect("the feeder loads");
+        let (code, _) = sqlstate(c.query("SELECT count(*) FROM user_logins", &[]));
+        assert_eq!(code, "42501", "the feeder reads nothing back");
+        let (code, _) = sqlstate(c.query("SELECT mask_pii('10.9.8.7')", &[]));
+        assert_eq!(code, "42501");
+        c.batch_execute("RESET ROLE").expect("reset role");
+        c.batch_execute(&format!("DROP OWNED BY {feeder_role}; DROP ROLE {feeder_role}"))
+            .expect("drop role");
+
+        // Lookup: the logins of a known value.
+        let lookup = unique("pii_lookup");
+        let block = sql_block("GRANT EXECUTE ON FUNCTION mask_pii").replace("pii_lookup", &lookup);
+        let (setup, select) = block.split_once("\nSELECT").expect("grants, then a SELECT");
+        c.batch_execute(setup).expect("README lookup block");
+        c.batch_execute(&format!("SET ROLE {lookup}")).expect("set role");
+        let found = c.query(&format!("SELECT{select}"), &[]).expect("README lookup as the role");
+        let (code, _) = sqlstate(c.query("SELECT unmask_pii(masked_ip) FROM user_logins", &[]));
+        assert_eq!(code, "42501", "a lookup right is not an unmask right");
+        c.batch_execute("RESET ROLE").expect("reset role");
+        assert_eq!(found.len(), 2, "the two logins of 10.9.8.7");
+        c.batch_execute(&format!("DROP OWNED BY {lookup}; DROP ROLE {lookup}")).expect("drop role");
+
         // The duplicates view.
         let dups =
             c.query(&sql_block("FROM login_duplicates"), &[]).expect("README duplicates query");
