@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: help deps install db schema sqs feeder demo test test-citus test-pg bench fuzz docker-key check-versions docker-check stop fmt lint
+.PHONY: help deps install db schema sqs feeder demo test test-citus test-pg bench bench-citus fuzz docker-key check-versions docker-check stop fmt lint
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  %-14s %s\n", $$1, $$2 }'
@@ -41,6 +41,9 @@ test-pg: ## the extension, ingest and adversary suites on a real PostgreSQL $(PG
 
 bench: schema feeder ## benchmarks (not pass/fail): masking, COPY, ingest, feeder vs baseline
 	@bash bench/run.sh
+
+bench-citus: db ## Citus vs single-node ingest rates (not pass/fail; needs Citus installed)
+	@bash bench/citus.sh
 
 fuzz: ## cargo-fuzz the token decoding and the login validation (FUZZ_SECONDS each, default 60; not pass/fail of make test)
 	@bash scripts/fuzz.sh

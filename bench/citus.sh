@@ -34,13 +34,13 @@ base=$(load "postgres://postgres:postgres@127.0.0.1:$PG_PORT/$db" "$file")
 psql_su -c "DROP DATABASE $db WITH (FORCE)"
 printf '%-46s %10s msg/s  %5s\n' "single-node PostgreSQL 15 (baseline)" "$base" "1.00"
 for via in coordinator worker; do
-  bash scripts/citus.sh schema "$db" >/dev/null
+  bash scripts/citus.sh schema "$db" >/dev/null 2>&1
   port=5441; [ "$via" = worker ] && port=5442
   r=$(load "postgres://postgres:postgres@127.0.0.1:$port/$db?sslmode=disable" "$file")
   printf '%-46s %10s msg/s  %5.2f\n' "Citus, 2 workers, through the $via" "$r" "$(echo "$r / $base" | bc -l)"
   bash scripts/citus.sh drop "$db" >/dev/null
 done
-bash scripts/citus.sh schema "$db" >/dev/null
+bash scripts/citus.sh schema "$db" >/dev/null 2>&1
 half="$RUN_DIR/citus_bench_half"
 split -n l/2 -d "$file" "$half."
 start=$(date +%s.%N)
