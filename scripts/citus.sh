@@ -161,8 +161,8 @@ urls() {
 drop_db() {
   local db="${1:-}"
   [[ "$db" =~ ^[a-z_][a-z0-9_]*$ ]] || die "usage: scripts/citus.sh drop DBNAME"
-  q coordinator postgres -c 'SET citus.enable_create_database_propagation = on' \
-    -c "DROP DATABASE IF EXISTS $db WITH (FORCE)"
+  Q_OPTIONS="-c citus.enable_create_database_propagation=on" \
+    q coordinator postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)"
 }
 
 distributed() { # distributed DB TABLE: is TABLE a distributed table in DB on the coordinator

@@ -92,10 +92,9 @@ impl CitusDb {
 impl Drop for CitusDb {
     fn drop(&mut self) {
         let mut c = connect(&base_url("CITUS_COORDINATOR_URL"));
-        let _ = c.batch_execute(&format!(
-            "SET citus.enable_create_database_propagation = on; DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ));
+        // Two statements: DROP DATABASE cannot run in a multi-statement query's transaction.
+        let _ = c.batch_execute("SET citus.enable_create_database_propagation = on");
+        let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
     }
 }
 

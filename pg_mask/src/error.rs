@@ -165,7 +165,7 @@ impl MaskError {
         // columns, functions and types, never values.
         let names_only = matches!(
             &class.get(..2),
-            Some("0A" | "23" | "25" | "40" | "42" | "53" | "54" | "55" | "57")
+            Some("0A" | "23" | "25" | "40" | "42" | "53" | "54" | "55" | "57" | "XX")
         ) || class == "22001";
         let reason = match fields.and_then(|f| f.message.clone()) {
             Some(m) if names_only && fields.is_some_and(|f| f.raised_by_the_server()) => m,

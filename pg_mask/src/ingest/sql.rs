@@ -19,19 +19,28 @@ use pgrx::{pg_sys, PgOid};
 pub struct Statements {
     /// Plain INSERT of the logins (no conflict handling): the fast path, tried first.
     pub insert_logins: OwnedPreparedStatement,
-    /// The same with `ON CONFLICT (…) DO NOTHING RETURNING 1`: the rows it returns are the rows
-    /// it inserted (Citus counts a row it skipped on conflict as processed).
+    /// The same with `ON CONFLICT (…) DO NOTHING`, returning how many rows it inserted (see
+    /// [`counting`]).
     pub insert_logins_skipping: OwnedPreparedStatement,
     /// Which of the ids in `$1` the logins table already holds.
     pub loaded_ids: OwnedPreparedStatement,
-    /// INSERT of the rejects, `ON CONFLICT (…) DO NOTHING RETURNING 1`.
+    /// Which of the ids in `$1` the rejects table already holds.
+    pub rejected_ids: OwnedPreparedStatement,
+    /// INSERT of the rejects, `ON CONFLICT (…) DO NOTHING`, returning how many it inserted.
     pub insert_rejects: OwnedPreparedStatement,
+}
+
+/// `insert`, made to return the number of rows it inserted as one `bigint`. Citus counts a row
+/// its INSERT … SELECT skipped on conflict as processed (and SPI then refuses a `RETURNING`
+/// whose row count differs), so the rows are counted from `RETURNING` in a CTE instead.
+fn counting(insert: &str) -> String {
+    format!("WITH inserted AS ({insert} RETURNING 1) SELECT pg_catalog.count(*) FROM inserted")
 }
 
 fn on_conflict(table: &Table) -> String {
     let cols: Vec<String> =
         table.conflict_columns.iter().map(pgrx::spi::quote_identifier).collect();
-    format!(" ON CONFLICT ({}) DO NOTHING RETURNING 1", cols.join(", "))
+    format!(" ON CONFLICT ({}) DO NOTHING", cols.join(", "))
 }
 
 /// The logins INSERT: `$1` message ids, `$2` send times, then one array per field.
@@ -76,23 +85,28 @@ pub fn prepare(client: &SpiClient<'_>, target: &Target) -> Result<Statements, Ma
     let text_arr = PgOid::from(pg_sys::TEXTARRAYOID);
     let ts_arr = PgOid::from(pg_sys::TIMESTAMPTZARRAYOID);
     let insert = insert_logins_text(&target.logins);
-    let skipping = format!("{insert}{}", on_conflict(&target.logins));
-    let loaded = format!(
-        "SELECT {id} FROM {table} WHERE {id} OPERATOR(pg_catalog.=) ANY ($1)",
-        id = schema::MESSAGE_ID,
-        table = target.logins.sql_name
-    );
-    let rejects = format!(
+    let skipping = counting(&format!("{insert}{}", on_conflict(&target.logins)));
+    let known_ids = |table: &Table| {
+        format!(
+            "SELECT {id} FROM {table} WHERE {id} OPERATOR(pg_catalog.=) ANY ($1)",
+            id = schema::MESSAGE_ID,
+            table = table.sql_name
+        )
+    };
+    let loaded = known_ids(&target.logins);
+    let rejected = known_ids(&target.rejects);
+    let rejects = counting(&format!(
         "INSERT INTO {} (message_id, sent_at, reason, detail, payload) \
          SELECT * FROM unnest($1, $2, $3, $4, $5){}",
         target.rejects.sql_name,
         on_conflict(&target.rejects)
-    );
+    ));
     let types = login_types();
     Ok(Statements {
         insert_logins: client.prepare_mut(insert.as_str(), &types).map_err(spi)?.keep(),
         insert_logins_skipping: client.prepare_mut(skipping.as_str(), &types).map_err(spi)?.keep(),
         loaded_ids: client.prepare_mut(loaded.as_str(), &[text_arr]).map_err(spi)?.keep(),
+        rejected_ids: client.prepare_mut(rejected.as_str(), &[text_arr]).map_err(spi)?.keep(),
         insert_rejects: client
             .prepare_mut(rejects.as_str(), &[text_arr, ts_arr, text_arr, text_arr, text_arr])
             .map_err(spi)?
