@@ -82,13 +82,8 @@ pub async fn run<S: Source, T: Store>(
         })
     };
     let drain = settings.mode == Mode::UntilEmpty;
-    let (pool, mut rx) = Pool::start(
-        Arc::clone(&source),
-        settings.budget(),
-        drain,
-        (stop_all.clone(), stop),
-        Arc::clone(&counters),
-    );
+    let (pool, mut rx) =
+        Pool::start(Arc::clone(&source), settings.budget(), drain, stop, Arc::clone(&counters));
     let mut settler = Settler {
         source: Arc::clone(&source),
         store,
@@ -289,6 +284,27 @@ mod tests {
         assert_eq!(r.result, Ok(Outcome::default()));
         assert!(r.source.kept_alive.load(Ordering::Relaxed) >= 2);
         assert_eq!(r.source.acked().len(), 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_drain_waits_for_messages_another_consumer_holds() {
+        let store = Arc::new(MemoryStore::default());
+        let source = Arc::new(MemorySource::new(rows(200), None, Arc::clone(&store.committed)));
+        let elsewhere: Vec<_> = rows(230).split_off(200);
+        source.hold_elsewhere(elsewhere, Duration::from_secs(5));
+        let (_trigger, shutdown) = Shutdown::manual();
+        let counters = Arc::new(Counters::default());
+        let outcome = run(
+            Arc::clone(&source),
+            Arc::clone(&store),
+            &settings(Mode::UntilEmpty),
+            &shutdown,
+            counters,
+        )
+        .await
+        .map_err(|e| e.to_string());
+        assert_eq!(outcome, Ok(Outcome::default()));
+        assert_eq!(source.acked().len(), 230, "several receivers, none ends the drain early");
     }
 
     #[tokio::test(start_paused = true)]

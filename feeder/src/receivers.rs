@@ -7,12 +7,15 @@
 //! what it cannot hand over (at shutdown) stays held and is redelivered by the source.
 
 use crate::retry::{Failed, Next, OnShutdown, Retry};
-use crate::shutdown::{Shutdown, Trigger};
+use crate::shutdown::Shutdown;
 use crate::source::{Message, Source, SourceError};
 use crate::telemetry::{count, Counters};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+
+/// Between receives that find a draining queue empty while it is not drained yet.
+const DRAIN_POLL_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// A received message with its share of the in-flight byte budget, released when it drops.
 pub struct Held<A> {
@@ -30,11 +33,12 @@ pub struct Pool<S: Source> {
     arrivals_paused: AtomicBool,
     /// An outage of the source is being reported (one line for all receivers).
     outage: AtomicBool,
-    /// The source said it is drained (drain mode).
+    /// The source said it is drained (drain mode): no new receive starts, but those in
+    /// progress finish and hand over what they got (the last messages of a queue may be in
+    /// one of them: dropping it would leave them invisible until their visibility timeout).
     drained: AtomicBool,
-    /// Receives stop: shutdown, drained, or the pipeline is done.
+    /// Receives are dropped: shutdown, or the pipeline has ended.
     stop: Shutdown,
-    stop_all: Trigger,
     drain: bool,
     counters: Arc<Counters>,
     fatal: std::sync::Mutex<Option<S::Error>>,
@@ -42,12 +46,12 @@ pub struct Pool<S: Source> {
 
 impl<S: Source> Pool<S> {
     /// Starts one receive loop; more follow while receives come back full. The channel closes
-    /// when every loop has ended; `stop_all`/`stop` end them.
+    /// when every loop has ended: drained (drain mode), or `stop` fired.
     pub fn start(
         source: Arc<S>,
         budget_bytes: usize,
         drain: bool,
-        (stop_all, stop): (Trigger, Shutdown),
+        stop: Shutdown,
         counters: Arc<Counters>,
     ) -> (Arc<Self>, mpsc::UnboundedReceiver<Held<S::Ack>>) {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -55,12 +59,11 @@ impl<S: Source> Pool<S> {
             source,
             budget: Arc::new(Semaphore::new(budget_bytes)),
             budget_bytes,
-            active: AtomicUsize::new(0),
+            active: AtomicUsize::new(1),
             arrivals_paused: AtomicBool::new(false),
             drained: AtomicBool::new(false),
             outage: AtomicBool::new(false),
             stop,
-            stop_all,
             drain,
             counters,
             fatal: std::sync::Mutex::new(None),
@@ -69,9 +72,9 @@ impl<S: Source> Pool<S> {
         (pool, rx)
     }
 
+    /// Starts a receive loop already counted in `active`.
     fn spawn(pool: &Arc<Self>, tx: mpsc::UnboundedSender<Held<S::Ack>>) {
-        pool.active.fetch_add(1, Ordering::Relaxed);
-        metrics::gauge!("feeder_receivers").set(pool.active.load(Ordering::Relaxed) as f64);
+        metrics::gauge!("feeder_receivers").set(pool.active() as f64);
         tokio::spawn(Arc::clone(pool).receive_loop(tx));
     }
 
@@ -81,6 +84,10 @@ impl<S: Source> Pool<S> {
 
     pub fn drained(&self) -> bool {
         self.drained.load(Ordering::Relaxed)
+    }
+
+    fn active(&self) -> usize {
+        self.active.load(Ordering::Acquire)
     }
 
     /// A fatal receive error, if one stopped the receivers.
@@ -95,7 +102,7 @@ impl<S: Source> Pool<S> {
 
     async fn receive_loop(self: Arc<Self>, tx: mpsc::UnboundedSender<Held<S::Ack>>) {
         let max = self.source.max_per_receive();
-        loop {
+        while !self.drained.load(Ordering::Relaxed) {
             let got = Retry::new("SQS", &self.stop)
                 .note(" (receiving)")
                 .shared_outage(&self.outage)
@@ -120,6 +127,7 @@ impl<S: Source> Pool<S> {
                 }
             };
             let full = messages.len() >= max;
+            let empty = messages.is_empty();
             self.arrivals_paused.store(!full, Ordering::Relaxed);
             count!(self.counters, received, messages.len());
             if !self.hand_over(&tx, messages).await {
@@ -127,8 +135,15 @@ impl<S: Source> Pool<S> {
             }
             if full {
                 // Backlog: another receiver, while the loader keeps up (budget mostly free).
-                let n = self.active.load(Ordering::Relaxed);
-                if n < self.source.max_receivers() && self.room() > 0.5 {
+                let max = self.source.max_receivers();
+                if self.room() > 0.5
+                    && self
+                        .active
+                        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                            (n < max).then_some(n + 1)
+                        })
+                        .is_ok()
+                {
                     Self::spawn(&self, tx.clone());
                 }
             } else if self.drain
@@ -137,17 +152,29 @@ impl<S: Source> Pool<S> {
                     d.unwrap_or(false)
                 })
             {
-                // Nothing left anywhere: stop every receiver, not only this one, so no long
-                // poll keeps the drain waiting.
+                // Nothing left anywhere: no receiver starts another receive.
                 self.drained.store(true, Ordering::Relaxed);
-                self.stop_all.fire();
                 break;
-            } else if self.active.load(Ordering::Relaxed) > 1 {
-                // Idle: one receiver is enough to notice the next arrivals.
-                break;
+            } else if self
+                .active
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n > 1).then(|| n - 1))
+                .is_ok()
+            {
+                // Idle: one receiver is enough to notice the next arrivals. Retiring is one
+                // atomic step, so two idle receivers cannot both leave the last place empty
+                // (which would close the channel and end a drain early).
+                metrics::gauge!("feeder_receivers").set(self.active() as f64);
+                return;
+            } else if self.drain && empty {
+                // Draining, the queue looks empty but is not (another consumer holds messages,
+                // or the source's counts lag): poll again shortly, not in a tight loop.
+                let pause = tokio::time::sleep(DRAIN_POLL_PAUSE);
+                if self.stop.unless_requested(pause).await.is_none() {
+                    break;
+                }
             }
         }
-        let left = self.active.fetch_sub(1, Ordering::Relaxed) - 1;
+        let left = self.active.fetch_sub(1, Ordering::AcqRel) - 1;
         metrics::gauge!("feeder_receivers").set(left as f64);
     }
 

@@ -29,6 +29,9 @@ pub type Committed = Arc<Mutex<HashSet<String>>>;
 
 pub struct MemorySource {
     queue: Mutex<VecDeque<Row>>,
+    /// Held by "another consumer": in flight, not drained, until `reveal_at`.
+    hidden: Mutex<Vec<Row>>,
+    reveal_at: Mutex<Option<tokio::time::Instant>>,
     ids: Mutex<HashMap<u64, String>>,
     next: AtomicU32,
     pub lease: Option<Duration>,
@@ -43,6 +46,8 @@ impl MemorySource {
     pub fn new(rows: Vec<Row>, lease: Option<Duration>, committed: Committed) -> Self {
         MemorySource {
             queue: Mutex::new(rows.into()),
+            hidden: Mutex::new(Vec::new()),
+            reveal_at: Mutex::new(None),
             ids: Mutex::new(HashMap::new()),
             next: AtomicU32::new(0),
             lease,
@@ -51,6 +56,20 @@ impl MemorySource {
             acked_before_commit: Mutex::new(Vec::new()),
             kept_alive: AtomicU32::new(0),
             released: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Rows another consumer holds until `after` has passed, then redelivered.
+    pub fn hold_elsewhere(&self, rows: Vec<Row>, after: Duration) {
+        *lock(&self.hidden) = rows;
+        *lock(&self.reveal_at) = Some(tokio::time::Instant::now() + after);
+    }
+
+    fn reveal(&self) {
+        let due = lock(&self.reveal_at).is_some_and(|t| tokio::time::Instant::now() >= t);
+        if due {
+            let rows = std::mem::take(&mut *lock(&self.hidden));
+            lock(&self.queue).extend(rows);
         }
     }
 
@@ -66,6 +85,7 @@ impl Source for MemorySource {
     type Error = MemSourceError;
 
     async fn receive(&self, max: usize) -> Result<Vec<Message<u64>>, MemSourceError> {
+        self.reveal();
         let taken: Vec<Row> = {
             let mut q = lock(&self.queue);
             let n = max.min(q.len());
@@ -108,7 +128,8 @@ impl Source for MemorySource {
     }
 
     async fn drained(&self) -> Result<bool, MemSourceError> {
-        Ok(lock(&self.queue).is_empty())
+        self.reveal();
+        Ok(lock(&self.queue).is_empty() && lock(&self.hidden).is_empty())
     }
 
     fn lease(&self) -> Option<Duration> {

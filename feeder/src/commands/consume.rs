@@ -30,9 +30,9 @@ pub async fn consume(cli: &Cli, mode: Mode, shutdown: &Shutdown) -> Result<Outco
         return Ok(stopped);
     };
     tracing::info!(queue = %queue.url, database = %sink.target(), "feeder started ({mode:?})");
-    // A drain polls briefly: it ends when the queue is empty, not after a long poll.
-    let wait =
-        if mode == Mode::UntilEmpty { cli.run.wait_seconds.min(1) } else { cli.run.wait_seconds };
+    // A drain does not long-poll: it ends when a receive finds the queue empty (and the
+    // queue's counts agree), and a receive in progress then must not keep it waiting.
+    let wait = if mode == Mode::UntilEmpty { 0 } else { cli.run.wait_seconds };
     let source =
         Arc::new(SqsSource::new(queue, wait, cli.run.visibility_timeout, cli.run.receivers));
     let counters = Arc::new(Counters::default());

@@ -27,8 +27,10 @@ pub struct SqsSource {
     wait_seconds: i32,
     visibility: i32,
     max_receivers: usize,
-    /// Received and neither acknowledged nor released: ours, invisible to everyone else.
-    held: AtomicI64,
+    /// Received, and neither acknowledged, released, nor in a delete request still out (SQS
+    /// may have deleted those already): surely ours, invisible to everyone else. One counter,
+    /// so that one read is consistent (see `drained`).
+    surely_held: AtomicI64,
     /// The last receive returned messages: the next one does not wait (a backlog needs no
     /// long poll, and a drain ends as soon as a receive finds nothing).
     busy: AtomicBool,
@@ -44,7 +46,7 @@ impl SqsSource {
             wait_seconds,
             visibility,
             max_receivers: max_receivers.max(1),
-            held: AtomicI64::new(0),
+            surely_held: AtomicI64::new(0),
             busy: AtomicBool::new(false),
             released: Mutex::new(Vec::new()),
         }
@@ -84,7 +86,7 @@ impl Source for SqsSource {
         self.busy.store(!got.is_empty(), Ordering::Relaxed);
         let now = Instant::now();
         let messages: Vec<_> = got.into_iter().filter_map(|m| to_message(m, now)).collect();
-        self.held.fetch_add(messages.len() as i64, Ordering::Relaxed);
+        self.surely_held.fetch_add(messages.len() as i64, Ordering::AcqRel);
         Ok(messages)
     }
 
@@ -92,7 +94,17 @@ impl Source for SqsSource {
         let results: Vec<Result<Vec<String>, Unsent>> =
             stream::iter(acks.chunks(SQS_BATCH).map(<[String]>::to_vec))
                 .map(|chunk| async move {
-                    self.queue.delete_batch(&chunk).await.map_err(|e| (chunk, e))
+                    // From before the request goes out, SQS may delete these at any moment: they
+                    // stop counting as ours now, and what failed counts again after.
+                    let n = chunk.len() as i64;
+                    self.surely_held.fetch_sub(n, Ordering::AcqRel);
+                    let result = self.queue.delete_batch(&chunk).await;
+                    let kept = match &result {
+                        Ok(failed) => failed.len() as i64,
+                        Err(_) => n,
+                    };
+                    self.surely_held.fetch_add(kept, Ordering::AcqRel);
+                    result.map_err(|e| (chunk, e))
                 })
                 .buffer_unordered(REQUESTS_IN_PARALLEL)
                 .collect()
@@ -108,11 +120,9 @@ impl Source for SqsSource {
                 }
             }
         }
-        let done = acks.len() - failed.len();
-        self.held.fetch_sub(done as i64, Ordering::Relaxed);
         match error {
             // Every request failed: say why, so the retry's log line names the cause.
-            Some(e) if done == 0 => Err(e),
+            Some(e) if failed.len() == acks.len() => Err(e),
             _ => Ok(failed),
         }
     }
@@ -130,16 +140,20 @@ impl Source for SqsSource {
     }
 
     fn release(&self, _message_id: &str, _ack: &String) {
-        self.held.fetch_sub(1, Ordering::Relaxed);
+        self.surely_held.fetch_sub(1, Ordering::AcqRel);
         self.released.lock().unwrap_or_else(|p| p.into_inner()).push(Instant::now());
     }
 
     async fn drained(&self) -> Result<bool, SqsError> {
+        // What is surely ours, read before the counts: a receive answered in between only
+        // makes the queue's count larger (not drained yet), and messages in a delete request
+        // already count as gone.
+        let ours = self.surely_held.load(Ordering::Acquire).max(0) as u64
+            + self.released_still_invisible();
         let (visible, in_flight) = self.queue.depth().await?;
         // In flight and not ours: another consumer (or a crashed run) holds messages that may
-        // come back. Our own held and released messages are accounted for by us.
-        let ours =
-            self.held.load(Ordering::Relaxed).max(0) as u64 + self.released_still_invisible();
+        // come back; a receive under way holds some too. Either way, not drained yet.
+        tracing::debug!(visible, in_flight, ours, "queue depth");
         Ok(visible == 0 && in_flight <= ours)
     }
 
