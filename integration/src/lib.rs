@@ -227,65 +227,53 @@ pub mod server {
 /// Key settings for the duration of a test, written to a configuration file the cluster
 /// includes (`conf.d/`, read after postgresql.conf), since `ALTER SYSTEM` refuses
 /// `pg_mask.keys`. The configured ones come back on drop.
+///
+/// A reload is asynchronous. The file also sets a marker (`pg_mask_test.generation`, a custom
+/// placeholder) to a value of its own, and each change waits until a new connection sees the
+/// marker as the file has it: then every setting of the file is in force.
 pub struct KeySettings {
     _file: ServerFile,
 }
 
+fn key_conf_path() -> String {
+    format!("{}/conf.d/zz-pg_mask-test.conf", server::conf_dir())
+}
+
 impl KeySettings {
-    /// Sets `pg_mask.keys` (with the other key sources emptied), reloads, and waits until a new
-    /// connection sees it.
+    /// Sets `pg_mask.keys` (with the other key sources emptied).
     pub fn keys(spec: &str) -> Self {
-        Self::apply(
-            &format!("pg_mask.keys = '{spec}'\npg_mask.key_file = ''\npg_mask.key_command = ''\n"),
-            !spec.is_empty(),
-            false,
-        )
+        Self::apply(&format!(
+            "pg_mask.keys = '{spec}'\npg_mask.key_file = ''\npg_mask.key_command = ''\n"
+        ))
     }
 
-    /// Sets `pg_mask.key_file` (with the other key sources emptied), reloads, and waits likewise.
+    /// Sets `pg_mask.key_file` (with the other key sources emptied).
     pub fn key_file(path: &str) -> Self {
-        Self::apply(
-            &format!("pg_mask.keys = ''\npg_mask.key_file = '{path}'\npg_mask.key_command = ''\n"),
-            false,
-            true,
-        )
+        Self::apply(&format!(
+            "pg_mask.keys = ''\npg_mask.key_file = '{path}'\npg_mask.key_command = ''\n"
+        ))
     }
 
-    /// Sets `pg_mask.key_command` (with the other key sources emptied) and its timeout, reloads,
-    /// and waits likewise.
+    /// Sets `pg_mask.key_command` (with the other key sources emptied) and its timeout.
     pub fn key_command(command: &str, timeout_seconds: u32) -> Self {
         // The timeout first: settings apply in file order, and the command runs as its own
         // line is applied.
-        let conf = format!(
+        Self::apply(&format!(
             "pg_mask.key_command_timeout = {timeout_seconds}\npg_mask.keys = ''\npg_mask.key_file = ''\npg_mask.key_command = '{}'\n",
             command.replace('\'', "''")
-        );
-        let file = ServerFile::new(
-            format!("{}/conf.d/zz-pg_mask-test.conf", server::conf_dir()),
-            "postgres",
-            "0600",
-            &conf,
-        );
-        reload();
-        wait_for(|c| {
-            let shown: String = c
-                .query_one("SELECT current_setting('pg_mask.key_command')", &[])
-                .map(|r| r.get(0))
-                .unwrap_or_default();
-            shown == "(set)"
-        });
-        KeySettings { _file: file }
+        ))
     }
 
-    fn apply(conf: &str, keys_set: bool, key_file_set: bool) -> Self {
+    fn apply(conf: &str) -> Self {
+        let marker = unique("gen");
         let file = ServerFile::new(
-            format!("{}/conf.d/zz-pg_mask-test.conf", server::conf_dir()),
+            key_conf_path(),
             "postgres",
             "0600",
-            conf,
+            &format!("{conf}pg_mask_test.generation = '{marker}'\n"),
         );
         reload();
-        wait_for_settings(if keys_set { "(set)" } else { "" }, key_file_set);
+        wait_for_marker(Some(&marker));
         KeySettings { _file: file }
     }
 }
@@ -293,11 +281,9 @@ impl KeySettings {
 impl Drop for KeySettings {
     fn drop(&mut self) {
         // The file goes when `_file` drops, after this: remove it first, then reload.
-        let path =
-            server::host_path(&format!("{}/conf.d/zz-pg_mask-test.conf", server::conf_dir()));
-        let _ = privileged("rm").arg("-f").arg(&path).status();
+        let _ = privileged("rm").arg("-f").arg(server::host_path(&key_conf_path())).status();
         reload();
-        wait_for_settings("", true);
+        wait_for_marker(None);
     }
 }
 
@@ -306,24 +292,17 @@ pub fn reload() {
     admin().batch_execute("SELECT pg_reload_conf()").expect("reload");
 }
 
-/// A reload is asynchronous: waits until a new connection satisfies `cond`.
-fn wait_for(mut cond: impl FnMut(&mut Client) -> bool) {
-    let ok = wait_until(Duration::from_secs(10), || cond(&mut admin()));
-    assert!(ok, "the server did not apply the key settings within 10 s");
-}
-
-/// Waits until a new connection sees `pg_mask.keys` shown as `keys_shown` and
-/// `pg_mask.key_file` set or not.
-fn wait_for_settings(keys_shown: &str, key_file_set: bool) {
-    wait_for(|c| {
-        let row = c
-            .query_one(
-                "SELECT current_setting('pg_mask.keys'), current_setting('pg_mask.key_file') <> ''",
-                &[],
-            )
-            .expect("read settings");
-        row.get::<_, String>(0) == keys_shown && row.get::<_, bool>(1) == key_file_set
+/// Waits until a new connection sees the reload marker as `marker` (or not at all).
+fn wait_for_marker(marker: Option<&str>) {
+    let ok = wait_until(Duration::from_secs(10), || {
+        let seen: Option<String> = admin()
+            .query_one("SELECT current_setting('pg_mask_test.generation', true)", &[])
+            .ok()
+            .and_then(|r| r.get(0))
+            .filter(|v: &String| !v.is_empty());
+        seen.as_deref() == marker
     });
+    assert!(ok, "the server did not apply the key settings within 10 s");
 }
 
 /// The SQLSTATE of a failed statement, or panics if it succeeded.

@@ -53,7 +53,8 @@ pub fn scrub_copy_context(context: &str) -> Option<String> {
 
 /// An error message raised while COPY read its input, with the value it quotes cut off
 /// (`invalid input syntax for type … : "…value…"`, `invalid byte sequence for encoding …: 0x…`);
-/// `None` if it quotes nothing after a colon.
+/// `None` if it quotes nothing after a colon. For data exceptions (SQLSTATE class 22) only: the
+/// caller checks, so that other errors keep their whole message.
 pub fn scrub_copy_message(message: &str) -> Option<String> {
     let cut = message.find(": ")?;
     Some(format!("{} (value hidden by pg_mask)", &message[..cut]))

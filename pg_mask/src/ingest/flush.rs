@@ -307,9 +307,6 @@ fn insert_rejects(
             return Ok(0);
         }
     }
-    if rejects.is_empty() {
-        return Ok(0);
-    }
     let sent = timestamps(&rejects, |r| r.sent_at);
     let ids: Vec<&str> = rejects.iter().map(|r| r.message_id.as_str()).collect();
     let reasons: Vec<&str> = rejects.iter().map(|r| r.reason.as_str()).collect();
@@ -317,5 +314,5 @@ fn insert_rejects(
     let payloads: Vec<Option<&str>> = rejects.iter().map(|r| r.payload.as_deref()).collect();
     let args: [DatumWithOid; 5] =
         [ids.into(), sent.into(), reasons.into(), details.into(), payloads.into()];
-    client.update(&statements.insert_rejects, None, &args).map(|t| t.len() as i64).map_err(spi)
+    counted(client, &statements.insert_rejects, &args).map(|n| n as i64)
 }

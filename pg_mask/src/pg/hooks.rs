@@ -153,10 +153,16 @@ fn scrub(e: &mut pg_sys::ErrorData) {
             *field = error_string(&clean);
         }
     }
-    if in_copy {
+    // Class 22, data exceptions: the input errors that quote a field's value.
+    let class = |code: i32| code & 0xfff;
+    let data_exception =
+        class(e.sqlerrcode) == class(pgrx::PgSqlErrorCode::ERRCODE_DATA_EXCEPTION as i32);
+    if in_copy && data_exception {
         if let Some(clean) = text(e.message).and_then(|t| log_scrub::scrub_copy_message(&t)) {
             e.message = error_string(&clean);
         }
+    }
+    if in_copy {
         for field in [&mut e.detail, &mut e.detail_log] {
             if text(*field).is_some_and(|d| d.contains('(') || d.contains('"')) {
                 *field = error_string("(detail hidden by pg_mask: it may quote the row)");
