@@ -91,6 +91,18 @@ impl KeyRing {
         String::from_utf8(out).unwrap_or_default()
     }
 
+    /// Appends the token of `plaintext` to `out`: the ingest keeps a row's values in one
+    /// `String`, and a token per field would otherwise be an allocation of its own.
+    pub fn mask_append(&self, plaintext: &str, out: &mut String) {
+        let key = self.active();
+        out.reserve(self.mask_len(plaintext.len()));
+        out.push_str(PREFIX);
+        out.push('.');
+        out.push_str(&key.id);
+        out.push('.');
+        with_sealed(key, plaintext.as_bytes(), |sealed| URL_SAFE_NO_PAD.encode_string(sealed, out));
+    }
+
     /// Length of the token of an `n`-byte plaintext under the active key.
     pub fn mask_len(&self, n: usize) -> usize {
         token_len(self.active().id.len(), n)
@@ -151,7 +163,9 @@ impl KeyRing {
 /// Plaintexts up to this size are sealed in a stack buffer (IPs, device ids); longer ones on the heap.
 const STACK_SEAL: usize = 240;
 
-fn seal_into(key: &Key, plaintext: &[u8], out: &mut [u8]) {
+/// Calls `f` with `plaintext` sealed under `key` (ciphertext then tag), on the stack when it is
+/// small.
+fn with_sealed<R>(key: &Key, plaintext: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
     let mut stack = [0u8; STACK_SEAL + TAG_BYTES];
     let mut heap = Vec::new();
     let sealed: &mut [u8] = if plaintext.len() <= STACK_SEAL {
@@ -163,13 +177,19 @@ fn seal_into(key: &Key, plaintext: &[u8], out: &mut [u8]) {
     let (body, tag_out) = sealed.split_at_mut(plaintext.len());
     body.copy_from_slice(plaintext);
     tag_out.copy_from_slice(&key.cipher.encrypt_in_place(body));
+    f(sealed)
+}
+
+fn seal_into(key: &Key, plaintext: &[u8], out: &mut [u8]) {
     let head = PREFIX.len() + 1 + key.id.len() + 1;
     out[..PREFIX.len()].copy_from_slice(PREFIX.as_bytes());
     out[PREFIX.len()] = b'.';
     out[PREFIX.len() + 1..head - 1].copy_from_slice(key.id.as_bytes());
     out[head - 1] = b'.';
     // `out` is sized by token_len, which is exactly the unpadded base64 length.
-    let _ = URL_SAFE_NO_PAD.encode_slice(&*sealed, &mut out[head..]);
+    with_sealed(key, plaintext, |sealed| {
+        let _ = URL_SAFE_NO_PAD.encode_slice(sealed, &mut out[head..]);
+    });
 }
 
 #[cfg(test)]
@@ -198,6 +218,18 @@ mod tests {
             assert!(r.is_token(&t));
             assert!(!t.contains(value) || value.is_empty());
         }
+    }
+
+    #[test]
+    fn mask_append_appends_the_same_token() {
+        let r = ring(K1);
+        let mut out = String::from("id-");
+        for value in ["199.172.111.135", "", &"y".repeat(5_000)] {
+            let start = out.len();
+            r.mask_append(value, &mut out);
+            assert_eq!(&out[start..], r.mask(value));
+        }
+        assert!(out.starts_with("id-pm1.k1."));
     }
 
     #[test]

@@ -20,22 +20,39 @@ use crate::error::MaskError;
 use crate::pg::xact::{self, Event, SubEvent, SubTransactionId};
 use pg_mask_core::login::RejectReason;
 use pg_mask_core::schema::N;
+use pg_mask_core::KeyRing;
 use std::cell::RefCell;
 use std::rc::Rc;
 
 /// A field value ready to store: a token for a masked field.
-#[derive(Clone, Debug)]
-pub enum Stored {
-    Text(String),
+#[derive(Clone, Copy, Debug)]
+pub enum Stored<'a> {
+    Text(&'a str),
     Int(i32),
 }
 
+/// Where a row keeps one field's value.
+#[derive(Clone, Copy, Debug)]
+enum Kept {
+    /// A range of the row's `text`.
+    Text {
+        start: usize,
+        end: usize,
+    },
+    Int(i32),
+}
+
+/// One login, ready to store.
 pub struct LoginRow {
-    pub message_id: String,
+    /// The message id and then every text value, back to back. One allocation per row, read
+    /// in order by the flush: a `String` per field cost a malloc, a free and a cache miss each,
+    /// 15% of a profiled ingest of 200k messages.
+    text: String,
+    message_id_end: usize,
     /// `timestamptz` microseconds since 2000; `None`: the load time.
     pub sent_at: Option<i64>,
     /// One per [`pg_mask_core::schema::FIELDS`] entry.
-    pub values: [Option<Stored>; N],
+    values: [Option<Kept>; N],
     subxact: SubTransactionId,
 }
 
@@ -50,21 +67,52 @@ pub struct RejectRow {
 }
 
 impl LoginRow {
-    pub fn new(message_id: String, sent_at: Option<i64>, values: [Option<Stored>; N]) -> Self {
-        LoginRow { message_id, sent_at, values, subxact: xact::current_subtransaction() }
+    /// A row with only its message id; `text_bytes` is what its text values will take.
+    pub fn new(message_id: &str, sent_at: Option<i64>, text_bytes: usize) -> Self {
+        let mut text = String::with_capacity(message_id.len() + text_bytes);
+        text.push_str(message_id);
+        LoginRow {
+            message_id_end: text.len(),
+            text,
+            sent_at,
+            values: [None; N],
+            subxact: xact::current_subtransaction(),
+        }
+    }
+
+    /// Sets field `i` (a [`pg_mask_core::schema::FIELDS`] index) to `value`.
+    pub fn set_text(&mut self, i: usize, value: &str) {
+        let start = self.text.len();
+        self.text.push_str(value);
+        self.values[i] = Some(Kept::Text { start, end: self.text.len() });
+    }
+
+    /// Sets field `i` to the token of `plaintext`.
+    pub fn set_masked(&mut self, i: usize, ring: &KeyRing, plaintext: &str) {
+        let start = self.text.len();
+        ring.mask_append(plaintext, &mut self.text);
+        self.values[i] = Some(Kept::Text { start, end: self.text.len() });
+    }
+
+    pub fn set_int(&mut self, i: usize, value: i32) {
+        self.values[i] = Some(Kept::Int(value));
+    }
+
+    pub fn message_id(&self) -> &str {
+        &self.text[..self.message_id_end]
+    }
+
+    /// The value of field `i`, `None` for NULL.
+    pub fn value(&self, i: usize) -> Option<Stored<'_>> {
+        self.values.get(i).copied().flatten().map(|kept| match kept {
+            Kept::Text { start, end } => Stored::Text(&self.text[start..end]),
+            Kept::Int(v) => Stored::Int(v),
+        })
     }
 
     /// Bytes this row holds, for the flush threshold and the size of array parameters.
     pub fn bytes(&self) -> usize {
-        let values: usize = self
-            .values
-            .iter()
-            .map(|v| match v {
-                Some(Stored::Text(t)) => t.len(),
-                _ => 8,
-            })
-            .sum();
-        self.message_id.len() + values + 64
+        self.text.len() + 8 * N + 64
     }
 }
 
@@ -125,6 +173,9 @@ thread_local! {
     static STATE: RefCell<State> = RefCell::new(State::default());
 }
 
+/// Most rows a new batch reserves room for.
+const BATCH_ROWS_RESERVED: usize = 16_384;
+
 /// What the buffer holds after a push.
 pub struct Held {
     pub rows: usize,
@@ -137,9 +188,12 @@ fn push(target: &Rc<Target>, bytes: usize, add: impl FnOnce(&mut Batch)) -> Held
         let batch = match s.batches.iter().position(|b| Rc::ptr_eq(&b.target, target)) {
             Some(i) => &mut s.batches[i],
             None => {
+                // Room for a whole batch up front: growing a multi-megabyte Vec by doubling
+                // copied it and faulted in fresh pages at every step (4% of an ingest).
+                let rows = crate::settings::ingest_batch_rows().min(BATCH_ROWS_RESERVED);
                 s.batches.push(Batch {
                     target: Rc::clone(target),
-                    logins: Vec::new(),
+                    logins: Vec::with_capacity(rows),
                     rejects: Vec::new(),
                 });
                 let last = s.batches.len() - 1;

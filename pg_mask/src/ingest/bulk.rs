@@ -118,14 +118,14 @@ impl Layout {
     /// `unique_violation` for an id already in the table, a constraint's error for a bad row.
     pub fn insert(&self, rows: &[LoginRow], load_time: i64) -> usize {
         multi_insert::insert(self.relid, rows, self.check_constraints, &|row: &LoginRow, set| {
-            set(self.message_id, Value::Text(&row.message_id));
-            for (i, value) in row.values.iter().enumerate() {
+            set(self.message_id, Value::Text(row.message_id()));
+            for (i, &column) in self.fields.iter().enumerate() {
                 set(
-                    self.fields[i],
-                    match value {
+                    column,
+                    match row.value(i) {
                         None => Value::Null,
                         Some(Stored::Text(t)) => Value::Text(t),
-                        Some(Stored::Int(v)) => Value::Int4(*v),
+                        Some(Stored::Int(v)) => Value::Int4(v),
                     },
                 );
             }

@@ -83,7 +83,7 @@ enum Path {
 
 fn write(batch: Batch) -> Result<Stats, MaskError> {
     let Batch { target, mut logins, mut rejects } = batch;
-    logins.sort_unstable_by(|a, b| a.message_id.cmp(&b.message_id));
+    logins.sort_unstable_by(|a, b| a.message_id().cmp(b.message_id()));
     rejects.sort_unstable_by(|a, b| a.message_id.cmp(&b.message_id));
     Spi::connect_mut(|client| {
         if target.statements.borrow().is_none() {
@@ -136,6 +136,10 @@ fn path(target: &Target) -> Path {
 
 /// Splits `rows` into runs of at most [`MAX_STATEMENT_BYTES`] (at least one row each).
 fn chunks_by_bytes<T>(rows: Vec<T>, bytes: fn(&T) -> usize) -> Vec<Vec<T>> {
+    // The usual case, one chunk, without moving the rows.
+    if rows.iter().map(bytes).sum::<usize>() <= MAX_STATEMENT_BYTES {
+        return vec![rows];
+    }
     let mut out: Vec<Vec<T>> = vec![Vec::new()];
     let mut size = 0;
     for row in rows {
@@ -222,9 +226,9 @@ fn drop_loaded(
     statements: &Statements,
     logins: &mut Vec<LoginRow>,
 ) -> Result<(), MaskError> {
-    let ids = logins.iter().map(|r| r.message_id.as_str()).collect();
+    let ids = logins.iter().map(LoginRow::message_id).collect();
     let loaded = known_ids(client, &statements.loaded_ids, ids)?;
-    logins.retain(|r| !loaded.contains(&r.message_id));
+    logins.retain(|r| !loaded.contains(r.message_id()));
     Ok(())
 }
 
@@ -261,13 +265,13 @@ fn timestamps<T>(rows: &[T], at: fn(&T) -> Option<i64>) -> Vec<Option<TimestampW
 /// array per field.
 fn login_args(rows: &[LoginRow]) -> Vec<DatumWithOid<'_>> {
     let mut args: Vec<DatumWithOid<'_>> = Vec::with_capacity(N + 2);
-    args.push(rows.iter().map(|r| r.message_id.as_str()).collect::<Vec<_>>().into());
+    args.push(rows.iter().map(LoginRow::message_id).collect::<Vec<_>>().into());
     args.push(timestamps(rows, |r| r.sent_at).into());
     for (i, field) in FIELDS.iter().enumerate() {
         if field.kind == Kind::Version {
             let column: Vec<Option<i32>> = rows
                 .iter()
-                .map(|r| match r.values[i] {
+                .map(|r| match r.value(i) {
                     Some(Stored::Int(v)) => Some(v),
                     _ => None,
                 })
@@ -276,8 +280,8 @@ fn login_args(rows: &[LoginRow]) -> Vec<DatumWithOid<'_>> {
         } else {
             let column: Vec<Option<&str>> = rows
                 .iter()
-                .map(|r| match &r.values[i] {
-                    Some(Stored::Text(t)) => Some(t.as_str()),
+                .map(|r| match r.value(i) {
+                    Some(Stored::Text(t)) => Some(t),
                     _ => None,
                 })
                 .collect();

@@ -7,7 +7,7 @@
 //! is buffered. A row with `database_error` set is a message the loader found the database
 //! refuses (see [`pg_mask_core::refusal`]): it is stored as a `database_error` reject.
 
-use super::buffer::{self, LoginRow, RejectRow, Stored};
+use super::buffer::{self, LoginRow, RejectRow};
 use super::flush::{self, MAX_STATEMENT_BYTES};
 use super::target;
 use crate::error::MaskError;
@@ -17,7 +17,7 @@ use crate::pg::trigger::{TriggerCall, TriggerResult};
 use crate::settings;
 use pg_mask_core::login::{self, Limits, RejectReason, Value};
 use pg_mask_core::refusal::Refusal;
-use pg_mask_core::schema::{Kind, FIELDS, N};
+use pg_mask_core::schema::{Kind, FIELDS};
 use pg_mask_core::KeyRing;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -56,15 +56,14 @@ fn ingest_row<'a>(call: &TriggerCall<'a>) -> Result<TriggerResult<'a>, MaskError
     let ring = keys::current_ring()?;
 
     let message_id = call.text(1).ok_or(MaskError::NullMessageId)?;
-    let message_id = String::from_utf8_lossy(message_id).into_owned();
+    let message_id = utf8(message_id).into_owned();
     let sent_at = call.timestamptz(2);
-    let body = call.text(3).map(String::from_utf8_lossy);
+    let body = call.text(3).map(utf8);
     let body = body.as_deref();
     let refused = if types.len() == 4 { call.text(4) } else { None };
 
     let held = if let Some(report) = refused {
-        let refusal =
-            known_objects_only(Refusal::parse(&String::from_utf8_lossy(report)), &target)?;
+        let refusal = known_objects_only(Refusal::parse(&utf8(report)), &target)?;
         let detail = refusal.detail();
         let reject = reject(&ring, message_id, sent_at, RejectReason::DatabaseError, detail, body);
         buffer::push_reject(&target, reject)
@@ -72,22 +71,29 @@ fn ingest_row<'a>(call: &TriggerCall<'a>) -> Result<TriggerResult<'a>, MaskError
         let limits = Limits::for_columns(&target.widths, ring.active_key_id().len());
         match login::parse(body.unwrap_or(""), &limits) {
             Ok(event) => {
-                let mut values: [Option<Stored>; N] = Default::default();
+                let text_bytes = FIELDS.iter().zip(&event.values).map(|(field, value)| {
+                    match (field.kind, value) {
+                        (Kind::Masked, Some(Value::Text(t))) => ring.mask_len(t.len()),
+                        (_, Some(Value::Text(t))) => t.len(),
+                        _ => 0,
+                    }
+                });
+                let mut row = LoginRow::new(&message_id, sent_at, text_bytes.sum());
                 for (i, (field, value)) in FIELDS.iter().zip(event.values).enumerate() {
-                    values[i] = match (field.kind, value) {
-                        (_, None) => None,
-                        (_, Some(Value::Int(v))) => Some(Stored::Int(v)),
+                    match (field.kind, value) {
+                        (_, None) => {}
+                        (_, Some(Value::Int(v))) => row.set_int(i, v),
                         // Masked here, before anything leaves this function: plaintext never
                         // reaches the INSERT's parameters. The table's mask_columns trigger
                         // sees valid tokens and keeps them.
                         (Kind::Masked, Some(Value::Text(t))) => {
                             check_maskable(field.json, t.len(), ring.mask_len(t.len()))?;
-                            Some(Stored::Text(ring.mask(&t)))
+                            row.set_masked(i, &ring, &t);
                         }
-                        (_, Some(Value::Text(t))) => Some(Stored::Text(t.into_owned())),
-                    };
+                        (_, Some(Value::Text(t))) => row.set_text(i, &t),
+                    }
                 }
-                buffer::push_login(&target, LoginRow::new(message_id, sent_at, values))
+                buffer::push_login(&target, row)
             }
             Err(r) => {
                 let reject = reject(&ring, message_id, sent_at, r.reason, r.detail, body);
@@ -100,6 +106,13 @@ fn ingest_row<'a>(call: &TriggerCall<'a>) -> Result<TriggerResult<'a>, MaskError
     }
     // Returning the view row tells COPY the row was handled (it counts it).
     Ok(call.unchanged_row())
+}
+
+/// Text from the database as `str`. The database's encoding is UTF-8 (pg_mask refuses to work
+/// in any other), so the lossy conversion is only a guard; `from_utf8` checks ASCII a word at a
+/// time where `from_utf8_lossy` goes byte by byte (3% of a profiled ingest).
+fn utf8(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    std::str::from_utf8(bytes).map_or_else(|_| String::from_utf8_lossy(bytes), Into::into)
 }
 
 /// The refusal with its object name kept only if the target's tables (or their partitions)
