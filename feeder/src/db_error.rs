@@ -4,10 +4,11 @@
 //! Classes (by SQLSTATE, never by message text):
 //! - transient: no SQLSTATE (I/O, connection lost), 08 connection, 40001 serialization,
 //!   40P01 deadlock, 53 resources, 57P01-57P03 shutdown/starting, 55P03 lock timeout, 55000
-//!   (pg_mask has no key configured: messages wait in the queue rather than become rejects),
-//!   58 system;
-//! - fatal: 28 credentials, 3D no database, 42 schema or privilege; a TLS certificate the
-//!   feeder cannot trust;
+//!   and F0 (pg_mask has no key, or its key setting or file is invalid: messages wait in the
+//!   queue for the operator rather than become rejects), 58 system;
+//! - fatal: 0A feature not supported (pg_mask in a database that is not UTF8), 28
+//!   credentials, 3D no database, 42 schema or privilege; a TLS certificate the feeder cannot
+//!   trust;
 //! - permanent for the rows: 22 data, 23 integrity, 44 check option, 54 program limit, 57014
 //!   statement timeout, P0001 a trigger's RAISE;
 //! - anything else: unclassified, retried a few times, then isolated like a permanent one.
@@ -22,13 +23,16 @@ pub fn class_of(e: &tokio_postgres::Error) -> Class {
         }
         return Class::Transient;
     };
-    let code = code.code();
+    class_by_code(code.code())
+}
+
+fn class_by_code(code: &str) -> Class {
     match code {
         "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "55P03" | "55000" => Class::Transient,
         "57014" | "P0001" => Class::Permanent,
         _ => match code.get(..2).unwrap_or("") {
-            "08" | "53" | "58" => Class::Transient,
-            "28" | "3D" | "42" => Class::Fatal,
+            "08" | "53" | "58" | "F0" => Class::Transient,
+            "0A" | "28" | "3D" | "42" => Class::Fatal,
             "22" | "23" | "44" | "54" => Class::Permanent,
             _ => Class::Unclassified(code.to_owned()),
         },
@@ -132,5 +136,17 @@ mod tests {
         assert_eq!(name_in_detail(r#"constraint "unterminated"#), None);
         assert_eq!(name_in_detail(&format!("constraint \"{}\"", "x".repeat(64))), None);
         assert_eq!(quote("a\"b"), "\"a\"\"b\"");
+    }
+
+    #[test]
+    fn pg_mask_key_problems_wait_and_a_wrong_database_stops() {
+        let class = |code: &str| class_by_code(code);
+        // No key (55000) or an invalid key ring (F0000): every message would fail, so none
+        // may be isolated into a reject; they wait for the operator.
+        assert_eq!(class("55000"), Class::Transient);
+        assert_eq!(class("F0000"), Class::Transient);
+        assert_eq!(class("0A000"), Class::Fatal);
+        assert_eq!(class("23514"), Class::Permanent);
+        assert_eq!(class("XX000"), Class::Unclassified("XX000".into()));
     }
 }

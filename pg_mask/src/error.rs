@@ -2,7 +2,7 @@
 //! one-line message that says what to fix, and a hint where one helps.
 //!
 //! The SQLSTATE classes are chosen for the loader that reads them: a configuration problem is
-//! class 42 or 55 (nothing a message can fix: stop, or wait for the operator), a problem with
+//! class 42, 55 or F0 (nothing a message can fix: stop, or wait for the operator), a problem with
 //! one message's data is class 22 or 23 (isolate that message). Messages name settings, key
 //! ids, tables and columns, never key material or a value being masked or unmasked: they reach
 //! clients and the server log.
@@ -87,7 +87,9 @@ impl MaskError {
             | MaskError::KeyCommandFailed(_)
             | MaskError::ReplicaRole { .. }
             | MaskError::Unflushed => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            MaskError::BadKeys(_) | MaskError::BadKeyFile { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
+            // Not class 22: a loader isolates a message its data makes fail, but a bad key ring
+            // fails every message; like a missing key, it waits for the operator.
+            MaskError::BadKeys(_) | MaskError::BadKeyFile { .. } => ERRCODE_CONFIG_FILE_ERROR,
             MaskError::Token(TokenError::Malformed) => ERRCODE_INVALID_TEXT_REPRESENTATION,
             MaskError::Token(TokenError::UnknownKey(_)) => ERRCODE_INVALID_PARAMETER_VALUE,
             MaskError::Token(TokenError::Authentication) => ERRCODE_DATA_CORRUPTED,
