@@ -36,7 +36,7 @@ printf '%-46s %10s msg/s  %5s\n' "single-node PostgreSQL 15 (baseline)" "$base" 
 for via in coordinator worker; do
   bash scripts/citus.sh schema "$db" >/dev/null 2>&1
   port=5441; [ "$via" = worker ] && port=5442
-  r=$(load "postgres://postgres:postgres@127.0.0.1:$port/$db?sslmode=disable" "$file")
+  r=$(load "postgres://postgres:postgres@127.0.0.1:$port/$db" "$file")
   printf '%-46s %10s msg/s  %5.2f\n' "Citus, 2 workers, through the $via" "$r" "$(echo "$r / $base" | bc -l)"
   bash scripts/citus.sh drop "$db" >/dev/null
 done

@@ -4,7 +4,8 @@
 # npm, moto from PyPI). Idempotent: each step is skipped when already done.
 source "$(dirname "$0")/lib.sh"
 
-apt_pkgs=(postgresql-15 postgresql-server-dev-15 libclang-dev clang pkg-config sudo nodejs npm)
+# openssl: the TLS tests make an X.509 v1 certificate with it, as Citus and `openssl x509 -req` do.
+apt_pkgs=(postgresql-15 postgresql-server-dev-15 libclang-dev clang pkg-config sudo nodejs npm openssl)
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 # Node may come from elsewhere than Debian (this machine kind ships it): keep it if it works.

@@ -15,10 +15,14 @@
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
+use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{
+    CertificateDer, PrivateKeyDer, ServerName, SubjectPublicKeyInfoDer, UnixTime,
+};
 use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+    CertificateError, ClientConfig, DigitallySignedStruct, PeerMisbehaved, RootCertStore,
+    SignatureScheme,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -169,6 +173,10 @@ impl ServerCertVerifier for ChainOnly {
 
 /// `prefer`/`require` without a root: encrypted, the peer unchecked (libpq's meaning). The
 /// handshake signatures are still verified, so the session is with the certificate's holder.
+///
+/// They are verified with the certificate's public key alone, not through webpki's certificate
+/// parser: that parser refuses X.509 version 1 certificates, which is what Citus's automatic
+/// TLS and `openssl x509 -req` make, and libpq accepts them in these modes.
 #[derive(Debug)]
 struct Unchecked(Arc<CryptoProvider>);
 
@@ -189,8 +197,7 @@ impl ServerCertVerifier for Unchecked {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algs = &self.0.signature_verification_algorithms;
-        rustls::crypto::verify_tls12_signature(message, cert, dss, algs)
+        verify_with_public_key(message, cert, dss, &self.0.signature_verification_algorithms, false)
     }
     fn verify_tls13_signature(
         &self,
@@ -198,12 +205,60 @@ impl ServerCertVerifier for Unchecked {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algs = &self.0.signature_verification_algorithms;
-        rustls::crypto::verify_tls13_signature(message, cert, dss, algs)
+        verify_with_public_key(message, cert, dss, &self.0.signature_verification_algorithms, true)
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
     }
+}
+
+/// Checks a handshake signature with the public key of `cert`, whatever the certificate's
+/// version, as rustls's own `verify_tls12_signature`/`verify_tls13_signature` do otherwise:
+/// in TLS 1.3 only the scheme's first algorithm, in TLS 1.2 each that fits the key.
+fn verify_with_public_key(
+    message: &[u8],
+    cert: &CertificateDer<'_>,
+    dss: &DigitallySignedStruct,
+    algorithms: &WebPkiSupportedAlgorithms,
+    tls13: bool,
+) -> Result<HandshakeSignatureValid, rustls::Error> {
+    use x509_cert::der::{Decode, Encode};
+    let unadvertised =
+        || rustls::Error::PeerMisbehaved(PeerMisbehaved::SignedHandshakeWithUnadvertisedSigScheme);
+    let bad = |e: CertificateError| rustls::Error::InvalidCertificate(e);
+    if tls13 && !allowed_in_tls13(dss.scheme) {
+        return Err(unadvertised());
+    }
+    let spki = x509_cert::Certificate::from_der(cert.as_ref())
+        .and_then(|c| c.tbs_certificate.subject_public_key_info.to_der())
+        .map_err(|_| bad(CertificateError::BadEncoding))?;
+    let spki = SubjectPublicKeyInfoDer::from(spki.as_slice());
+    let key = webpki::RawPublicKeyEntity::try_from(&spki)
+        .map_err(|_| bad(CertificateError::BadEncoding))?;
+    let candidates = algorithms
+        .mapping
+        .iter()
+        .find(|(scheme, _)| *scheme == dss.scheme)
+        .map(|(_, algs)| if tls13 { &algs[..algs.len().min(1)] } else { *algs })
+        .ok_or_else(unadvertised)?;
+    for alg in candidates {
+        match key.verify_signature(*alg, message, dss.signature()) {
+            Ok(()) => return Ok(HandshakeSignatureValid::assertion()),
+            Err(webpki::Error::UnsupportedSignatureAlgorithmForPublicKeyContext(_)) => continue,
+            Err(_) => return Err(bad(CertificateError::BadSignature)),
+        }
+    }
+    Err(bad(CertificateError::BadSignature))
+}
+
+/// RFC 8446 section 4.2.3: TLS 1.3 signs with neither RSA PKCS#1 v1.5 nor SHA-1 (the check
+/// rustls makes in its own TLS 1.3 verification, which is not public).
+fn allowed_in_tls13(scheme: SignatureScheme) -> bool {
+    use SignatureScheme::*;
+    !matches!(
+        scheme,
+        RSA_PKCS1_SHA1 | ECDSA_SHA1_Legacy | RSA_PKCS1_SHA256 | RSA_PKCS1_SHA384 | RSA_PKCS1_SHA512
+    ) && !matches!(scheme, Unknown(_))
 }
 
 /// The certificate problem behind a failed connection, in one line, if that is what failed:

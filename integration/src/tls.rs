@@ -190,6 +190,41 @@ impl TlsCluster {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
+    /// Switches the server to a self-signed X.509 version 1 certificate, the kind Citus's
+    /// automatic TLS and `openssl x509 -req` make (rcgen makes only version 3), and reloads.
+    pub fn use_self_signed_v1_certificate(&self) {
+        let server = self.dir.join("server");
+        let (key, csr, cert) =
+            (server.join("v1.key"), server.join("v1.csr"), server.join("v1.crt"));
+        let mut req = as_postgres("openssl");
+        req.args(["req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&csr);
+        run(req, "openssl req");
+        let mut sign = as_postgres("openssl");
+        sign.args(["x509", "-req", "-days", "2", "-in"])
+            .arg(&csr)
+            .arg("-signkey")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert);
+        run(sign, "openssl x509 -req");
+        let mut text = as_postgres("openssl");
+        text.args(["x509", "-noout", "-text", "-in"]).arg(&cert);
+        assert!(
+            run(text, "openssl x509 -text").contains("Version: 1 (0x0)"),
+            "not a v1 certificate"
+        );
+        self.psql(&format!(
+            "ALTER SYSTEM SET ssl_cert_file = '{}'; ALTER SYSTEM SET ssl_key_file = '{}'; \
+             SELECT pg_reload_conf();",
+            cert.display(),
+            key.display()
+        ));
+    }
+
     /// A URL for `host` (`localhost` matches the certificate, `127.0.0.1` does not).
     pub fn url(&self, user: &str, host: &str, params: &str) -> String {
         format!("postgres://{user}:postgres@{host}:{}/postgres?{params}", self.port)

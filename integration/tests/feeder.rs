@@ -818,5 +818,16 @@ fn tls_modes_against_a_hostssl_only_cluster() {
     assert!(one_error(&log).contains("no encryption"), "{log}");
     assert!(took < Duration::from_secs(20), "{took:?}");
     assert!(!log.contains("postgres:postgres"), "no password in logs");
+
+    // A self-signed X.509 v1 certificate, as a Citus cluster's automatic TLS makes it:
+    // `require` and the default `prefer` check nothing about it, as libpq does.
+    cluster.use_self_signed_v1_certificate();
+    cluster.psql("TRUNCATE user_logins, user_login_rejects");
+    let (code, log, _) = run(&cluster.url("postgres", "localhost", "sslmode=require"), &[]);
+    assert_eq!(code, Some(0), "require, v1 certificate: {log}");
+    assert_eq!(rows(), "99");
+    let (code, log, _) = run(&bare, &[]);
+    assert_eq!(code, Some(0), "prefer, v1 certificate: {log}");
+    assert!(log.contains("duplicates 100"), "{log}");
     let _ = std::fs::remove_file(&file);
 }
