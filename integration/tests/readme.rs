@@ -83,8 +83,10 @@ fn the_readme_sql_runs_as_written() {
         let block = sql_block("GRANT INSERT ON login_ingest").replace("feeder", &feeder_role);
         c.batch_execute(&block).expect("README feeder block");
         c.batch_execute(&format!("SET ROLE {feeder_role}")).expect("set role");
-        c.batch_execute(r#"INSERT INTO login_ingest VALUES ('by-feeder', now(), '{"user_id":"f"}')"#)
-            .expect("the feeder loads");
+        c.batch_execute(
+            r#"INSERT INTO login_ingest VALUES ('by-feeder', now(), '{"user_id":"f"}')"#,
+        )
+        .expect("the feeder loads");
         let (code, _) = sqlstate(c.query("SELECT count(*) FROM user_logins", &[]));
         assert_eq!(code, "42501", "the feeder reads nothing back");
         let (code, _) = sqlstate(c.query("SELECT mask_pii('10.9.8.7')", &[]));
