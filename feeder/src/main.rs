@@ -27,6 +27,12 @@ mod tls;
 use clap::Parser;
 use std::process::ExitCode;
 
+/// The AWS SDK allocates and frees a great deal per request (a fifth of the feeder's CPU in
+/// glibc's malloc in a profile of a 20,000-message drain); mimalloc does it for less, and the
+/// CPU it saves goes to the queue and the database on the same machine.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = config::Cli::parse();
     telemetry::init_logging(cli.common.log_format);
