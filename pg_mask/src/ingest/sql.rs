@@ -22,7 +22,8 @@ pub struct Statements {
     /// The same with `ON CONFLICT (…) DO NOTHING`, returning how many rows it inserted (see
     /// [`counting`]).
     pub insert_logins_skipping: OwnedPreparedStatement,
-    /// Which of the ids in `$1` the logins table already holds.
+    /// Which of the ids in `$1` the logins table already holds (run through
+    /// [`crate::ingest::flush`]'s index-only planning).
     pub loaded_ids: OwnedPreparedStatement,
     /// Which of the ids in `$1` the rejects table already holds.
     pub rejected_ids: OwnedPreparedStatement,

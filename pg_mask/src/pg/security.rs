@@ -30,7 +30,7 @@ pub fn as_role<R>(role: Oid, f: impl FnOnce() -> R) -> R {
     let mut saved_role = pg_sys::InvalidOid;
     let mut saved_context = 0;
     // SAFETY: the same calls fmgr_security_definer makes, inside a transaction.
-    let nest_level = unsafe {
+    unsafe {
         pg_sys::GetUserIdAndSecContext(&mut saved_role, &mut saved_context);
         pg_sys::SetUserIdAndSecContext(
             role,
@@ -38,8 +38,24 @@ pub fn as_role<R>(role: Oid, f: impl FnOnce() -> R) -> R {
                 | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
                 | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
         );
+    }
+    let result = with_settings(&PINNED, f);
+    // SAFETY: restores the role saved above.
+    unsafe { pg_sys::SetUserIdAndSecContext(saved_role, saved_context) };
+    result
+}
+
+/// Runs `f` with `settings` in force, as `SET LOCAL` in a function's own scope would have them:
+/// restored when `f` returns, and by the (sub)transaction abort if it raises.
+pub fn with_settings<R>(
+    settings: &[(&std::ffi::CStr, &std::ffi::CStr)],
+    f: impl FnOnce() -> R,
+) -> R {
+    // SAFETY: the calls fmgr_security_definer makes for a function's `SET` clause, inside a
+    // transaction; the level pushed here is popped below or by the abort.
+    let nest_level = unsafe {
         let nest_level = pg_sys::NewGUCNestLevel();
-        for (name, value) in PINNED {
+        for (name, value) in settings {
             pg_sys::set_config_option(
                 name.as_ptr(),
                 value.as_ptr(),
@@ -54,10 +70,7 @@ pub fn as_role<R>(role: Oid, f: impl FnOnce() -> R) -> R {
         nest_level
     };
     let result = f();
-    // SAFETY: pops exactly the GUC level pushed above and restores the saved role.
-    unsafe {
-        pg_sys::AtEOXact_GUC(true, nest_level);
-        pg_sys::SetUserIdAndSecContext(saved_role, saved_context);
-    }
+    // SAFETY: pops exactly the GUC level pushed above.
+    unsafe { pg_sys::AtEOXact_GUC(true, nest_level) };
     result
 }
