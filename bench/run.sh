@@ -48,9 +48,21 @@ export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
 rate() { python3 -c "import sys; n, s = float(sys.argv[1]), float(sys.argv[2]); print(round(n / s))" "$@"; }
 
 cargo build --release -q -p integration --bin sqs_ceiling
-ceiling_run() {  # TASKS: prints "<messages> <seconds>"
+# CPU accounting, to show what bounds the feeder here: the emulator (one Node process), the
+# client and PostgreSQL share the machine's cores. Jiffies (1/100 s) of the emulator, and of
+# the whole machine (user+nice+system+irq+softirq from /proc/stat).
+fauxqs_cpu() { awk '{print $14 + $15}' "/proc/$fauxqs_pid/stat"; }
+machine_cpu() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+cpu_note() {  # EMULATOR_JIFFIES MACHINE_JIFFIES SECONDS: "emulator X s CPU, machine Y of N cores"
+  python3 -c "import sys; e, m, s, n = map(float, sys.argv[1:]); print(f'emulator {e / 100:.2f} s CPU, machine busy {m / 100 / s:.1f} of {n:.0f} cores')" "$@" "$(nproc)"
+}
+ceiling_run() {  # TASKS: prints "<messages> <seconds>"; the CPU note goes to $RUN_DIR/cpu_note
   seed "ceiling$RANDOM" > "$RUN_DIR/ceiling_queue"
-  ./target/release/sqs_ceiling "$AWS_ENDPOINT_URL" "$(basename "$(cat "$RUN_DIR/ceiling_queue")")" "$1"
+  local e0 m0 out
+  e0=$(fauxqs_cpu); m0=$(machine_cpu)
+  out=$(./target/release/sqs_ceiling "$AWS_ENDPOINT_URL" "$(basename "$(cat "$RUN_DIR/ceiling_queue")")" "$1")
+  cpu_note $(($(fauxqs_cpu) - e0)) $(($(machine_cpu) - m0)) "$(echo "$out" | cut -d' ' -f2)" > "$RUN_DIR/cpu_note"
+  echo "$out"
 }
 for tasks in 8 16 32; do
   read -r n s < <(ceiling_run "$tasks")
@@ -69,10 +81,13 @@ drain_run() {
   psql_su -d $BENCH_DB -c "TRUNCATE user_logins, user_login_rejects"
   local q out n s
   q=$(seed "$1"); shift
+  local e0 m0
+  e0=$(fauxqs_cpu); m0=$(machine_cpu)
   out=$(/usr/bin/time -o "$RUN_DIR/feeder_time.txt" -f 'RSS_KB %M' env DATABASE_URL="$BENCH_URL" SQS_QUEUE_URL="$q" \
         FEEDER_WAIT_SECONDS=1 ./target/release/feeder drain "$@" 2>/dev/null)
   n=$(echo "$out" | sed -n 's/.*received \([0-9]*\),.*/\1/p')
   s=$(echo "$out" | sed -n 's/.*, \([0-9.]*\) s, .*/\1/p')
+  cpu_note $(($(fauxqs_cpu) - e0)) $(($(machine_cpu) - m0)) "$s" > "$RUN_DIR/cpu_note"
   echo "$n $s $(sed -n 's/RSS_KB \([0-9]*\)/\1/p' "$RUN_DIR/feeder_time.txt")"
 }
 # Three interleaved rounds of the ceiling (16 tasks), the defaults and the tuned flags: this
@@ -80,15 +95,17 @@ drain_run() {
 median() { python3 -c "import statistics, sys; print(statistics.median(float(x) for x in sys.argv[1:]))" "$@"; }
 c_rates=() d_rates=() t_rates=() d_rss=0 t_rss=0
 for round in 1 2 3; do
-  read -r n s < <(ceiling_run 16); c_rates+=("$(rate "$n" "$s")")
-  read -r n s rss < <(drain_run "defaults$round"); d_rates+=("$(rate "$n" "$s")"); d_rss=$((rss > d_rss ? rss : d_rss))
-  read -r n s rss < <(drain_run "tuned$round" --batch-size 2000 --receivers 8); t_rates+=("$(rate "$n" "$s")"); t_rss=$((rss > t_rss ? rss : t_rss))
+  read -r n s < <(ceiling_run 16); c_rates+=("$(rate "$n" "$s")"); c_cpu=$(cat "$RUN_DIR/cpu_note")
+  read -r n s rss < <(drain_run "defaults$round"); d_rates+=("$(rate "$n" "$s")"); d_rss=$((rss > d_rss ? rss : d_rss)); d_cpu=$(cat "$RUN_DIR/cpu_note")
+  # "Tuned": twice the receivers and batches, the hand-tuning a user might try.
+  read -r n s rss < <(drain_run "tuned$round" --batch-size 5000 --receivers 16); t_rates+=("$(rate "$n" "$s")"); t_rss=$((rss > t_rss ? rss : t_rss))
   echo "  round $round: ceiling ${c_rates[-1]}, defaults ${d_rates[-1]}, tuned ${t_rates[-1]} msg/s"
+  echo "    ceiling: $c_cpu; defaults: $d_cpu"
 done
 ceiling=$(median "${c_rates[@]}"); defaults=$(median "${d_rates[@]}"); feeder=$(median "${t_rates[@]}")
 echo "emulator ceiling (16 Rust tasks, receive+delete, no DB), median: $ceiling msg/s"
-echo "feeder drain at its defaults, median: $defaults msg/s, peak RSS $((d_rss / 1024)) MiB"
-echo "feeder drain (8 receivers, batches of 2000), median: $feeder msg/s, peak RSS $((t_rss / 1024)) MiB"
+echo "feeder drain at its defaults (at most 8 receivers, batches of at most 2000), median: $defaults msg/s, peak RSS $((d_rss / 1024)) MiB"
+echo "feeder drain tuned (16 receivers, batches of 5000), median: $feeder msg/s, peak RSS $((t_rss / 1024)) MiB"
 rows=$(psql_su -d $BENCH_DB -Atc "SELECT count(*) FROM user_logins")
 echo "feeder loaded $rows rows (last run)"
 python3 -c "print(f'defaults / ceiling = {$defaults / $ceiling:.2f}; tuned / ceiling = {$feeder / $ceiling:.2f}; defaults / baseline = {$defaults / $base:.1f}x')"

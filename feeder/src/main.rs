@@ -29,7 +29,9 @@ use std::process::ExitCode;
 
 /// The AWS SDK allocates and frees a great deal per request (a fifth of the feeder's CPU in
 /// glibc's malloc in a profile of a 20,000-message drain); mimalloc does it for less, and the
-/// CPU it saves goes to the queue and the database on the same machine.
+/// CPU it saves goes to the queue and the database on the same machine. Built without
+/// transparent huge pages (`no_thp`): with them a `feeder load` peaked at 51 MiB RSS instead of
+/// 33 MiB, past the 50 MB the streaming load promises.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
