@@ -11,7 +11,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,10 +84,14 @@ impl Drop for Emulator {
 }
 
 /// A TCP proxy on a free port that forwards to `target` while enabled; disabled, it refuses
-/// new connections and cuts the open ones, like a network outage.
+/// new connections and cuts the open ones, like a network outage. It can also lose the
+/// responses to chosen SQS actions: the request reaches the emulator, which acts on it, and
+/// the connection is cut before the answer gets back, as when the network fails mid-request
+/// (the client cannot tell whether its request took effect).
 pub struct Proxy {
     pub port: u16,
     enabled: Arc<AtomicBool>,
+    lose: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -97,8 +101,9 @@ impl Proxy {
         listener.set_nonblocking(true).expect("nonblocking");
         let port = listener.local_addr().expect("addr").port();
         let enabled = Arc::new(AtomicBool::new(true));
+        let lose = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (en, st) = (Arc::clone(&enabled), Arc::clone(&stop));
+        let (en, lo, st) = (Arc::clone(&enabled), Arc::clone(&lose), Arc::clone(&stop));
         std::thread::spawn(move || {
             while !st.load(Ordering::Relaxed) {
                 match listener.accept() {
@@ -109,18 +114,25 @@ impl Proxy {
                         }
                         let _ = client.set_nonblocking(false);
                         if let Ok(server) = TcpStream::connect(("127.0.0.1", target_port)) {
-                            pipe(client, server, Arc::clone(&en));
+                            pipe(client, server, Arc::clone(&en), Arc::clone(&lo));
                         }
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
         });
-        Proxy { port, enabled, stop }
+        Proxy { port, enabled, lose, stop }
     }
 
     pub fn set_enabled(&self, on: bool) {
         self.enabled.store(on, Ordering::Relaxed);
+    }
+
+    /// From now on, the responses to these SQS actions (e.g. `"DeleteMessageBatch"`) are lost;
+    /// an empty list ends that.
+    pub fn lose_responses_to(&self, actions: &[&str]) {
+        *self.lose.lock().expect("lose") =
+            actions.iter().map(|a| format!("AmazonSQS.{a}\r\n")).collect();
     }
 
     pub fn endpoint(&self) -> String {
@@ -134,11 +146,20 @@ impl Drop for Proxy {
     }
 }
 
-fn pipe(a: TcpStream, b: TcpStream, enabled: Arc<AtomicBool>) {
-    for (mut from, mut to) in
-        [(a.try_clone().expect("clone"), b.try_clone().expect("clone")), (b, a)]
-    {
-        let enabled = Arc::clone(&enabled);
+fn pipe(
+    client: TcpStream,
+    server: TcpStream,
+    enabled: Arc<AtomicBool>,
+    lose: Arc<Mutex<Vec<String>>>,
+) {
+    // Set when a request whose response is to be lost goes through; the response is then
+    // dropped and both sides cut. The request side sets it before forwarding, so it is set
+    // before any byte of the answer can arrive.
+    let doomed = Arc::new(AtomicBool::new(false));
+    let upstream = (client.try_clone().expect("clone"), server.try_clone().expect("clone"), true);
+    for (mut from, mut to, requests) in [upstream, (server, client, false)] {
+        let (enabled, lose, doomed) =
+            (Arc::clone(&enabled), Arc::clone(&lose), Arc::clone(&doomed));
         std::thread::spawn(move || {
             let _ = from.set_read_timeout(Some(Duration::from_millis(200)));
             let mut buf = [0u8; 16 * 1024];
@@ -154,6 +175,14 @@ fn pipe(a: TcpStream, b: TcpStream, enabled: Arc<AtomicBool>) {
                         return;
                     }
                     Ok(n) => {
+                        if requests && names_any(&buf[..n], &lose.lock().expect("lose")) {
+                            doomed.store(true, Ordering::SeqCst);
+                        }
+                        if !requests && doomed.load(Ordering::SeqCst) {
+                            let _ = from.shutdown(std::net::Shutdown::Both);
+                            let _ = to.shutdown(std::net::Shutdown::Both);
+                            return;
+                        }
                         if to.write_all(&buf[..n]).is_err() {
                             return;
                         }
@@ -168,6 +197,11 @@ fn pipe(a: TcpStream, b: TcpStream, enabled: Arc<AtomicBool>) {
             }
         });
     }
+}
+
+/// Whether a chunk of a request carries one of these `X-Amz-Target` values.
+fn names_any(chunk: &[u8], targets: &[String]) -> bool {
+    targets.iter().any(|t| chunk.windows(t.len()).any(|w| w.eq_ignore_ascii_case(t.as_bytes())))
 }
 
 /// An SQS client for a local emulator (region us-east-1, dummy credentials).

@@ -831,3 +831,50 @@ fn tls_modes_against_a_hostssl_only_cluster() {
     assert!(log.contains("duplicates 100"), "{log}");
     let _ = std::fs::remove_file(&file);
 }
+
+/// A request can take effect at SQS and its answer be lost: a delete that did delete, a
+/// receive that made its messages invisible. Neither may let a drain end while messages are
+/// still to come back (here those of the lost receives, invisible for the visibility timeout).
+#[test]
+fn lost_answers_to_deletes_then_receives_never_end_a_drain_early() {
+    let _lock = key_lock();
+    let emu = Emulator::start(Kind::Fauxqs);
+    let sqs = Sqs::new_queue(&emu.endpoint());
+    let n = 10_000;
+    let bodies: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"user_id": "lost-{i}", "ip": "10.9.{}.{}", "device_id": "d-{i}"}}"#,
+                i / 256,
+                i % 256
+            )
+        })
+        .collect();
+    sqs.send_all(&bodies);
+    let db = TestDb::new("feeder");
+    let proxy = integration::emulator::Proxy::start(emu.port);
+    let env = [
+        ("FEEDER_BATCH_SIZE", "50"),
+        ("FEEDER_RECEIVERS", "1"),
+        ("FEEDER_VISIBILITY_TIMEOUT", "10"),
+    ];
+    let f = Feeder::spawn(&db.url, &proxy.endpoint(), &sqs.queue_url, &["drain"], &env);
+    let rows = || {
+        db.client()
+            .query_one("SELECT count(*) FROM user_logins", &[])
+            .expect("count")
+            .get::<_, i64>(0)
+    };
+    assert!(wait_until(Duration::from_secs(60), || rows() >= 500), "{}", f.log_text());
+    // Deletes take effect, their answers are lost: the feeder cannot know these are gone.
+    proxy.lose_responses_to(&["DeleteMessageBatch"]);
+    assert!(wait_until(Duration::from_secs(60), || rows() >= 2_000), "{}", f.log_text());
+    // Then receives too: the messages they took stay invisible, held by no one.
+    proxy.lose_responses_to(&["DeleteMessageBatch", "ReceiveMessage"]);
+    std::thread::sleep(Duration::from_secs(2));
+    proxy.lose_responses_to(&[]);
+    let (status, log) = f.wait(Duration::from_secs(180));
+    assert!(status.success(), "{log}");
+    assert_eq!(totals(&db), (n as i64, 0, 0), "every message loaded once\n{log}");
+    assert_eq!(sqs.depth(), (0, 0), "queue ends empty");
+}

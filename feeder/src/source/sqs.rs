@@ -10,7 +10,9 @@ use super::{Message, Source};
 use crate::row::Row;
 use crate::sqs::{Queue, SqsError};
 use futures_util::stream::{self, StreamExt};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::collections::HashSet;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
@@ -27,10 +29,14 @@ pub struct SqsSource {
     wait_seconds: i32,
     visibility: i32,
     max_receivers: usize,
-    /// Received, and neither acknowledged, released, nor in a delete request still out (SQS
-    /// may have deleted those already): surely ours, invisible to everyone else. One counter,
-    /// so that one read is consistent (see `drained`).
-    surely_held: AtomicI64,
+    /// The messages surely ours, invisible to everyone else (by a hash of their receipt): received,
+    /// and neither released nor ever put in a delete request. A delete request takes its
+    /// messages out for good: whether it failed or not, they may be gone (a request can take
+    /// effect and its answer be lost, and a delete SQS refuses is one of a receipt that expired),
+    /// so counting them as ours could end a drain while messages a lost receive made invisible
+    /// were still to come back. Counting too few only makes a drain wait for them.
+    held: Mutex<HashSet<u64>>,
+    receipts: RandomState,
     /// The last receive returned messages: the next one does not wait (a backlog needs no
     /// long poll, and a drain ends as soon as a receive finds nothing).
     busy: AtomicBool,
@@ -46,7 +52,8 @@ impl SqsSource {
             wait_seconds,
             visibility,
             max_receivers: max_receivers.max(1),
-            surely_held: AtomicI64::new(0),
+            held: Mutex::new(HashSet::new()),
+            receipts: RandomState::new(),
             busy: AtomicBool::new(false),
             released: Mutex::new(Vec::new()),
         }
@@ -57,6 +64,18 @@ impl SqsSource {
         let mut released = self.released.lock().unwrap_or_else(|p| p.into_inner());
         released.retain(|at| at.elapsed() < lease);
         released.len() as u64
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HashSet<u64>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// These messages no longer count as surely ours.
+    fn forget<'a>(&self, receipts: impl IntoIterator<Item = &'a String>) {
+        let mut held = self.held();
+        for receipt in receipts {
+            held.remove(&self.receipts.hash_one(receipt));
+        }
     }
 }
 
@@ -86,7 +105,7 @@ impl Source for SqsSource {
         self.busy.store(!got.is_empty(), Ordering::Relaxed);
         let now = Instant::now();
         let messages: Vec<_> = got.into_iter().filter_map(|m| to_message(m, now)).collect();
-        self.surely_held.fetch_add(messages.len() as i64, Ordering::AcqRel);
+        self.held().extend(messages.iter().map(|m| self.receipts.hash_one(&m.ack)));
         Ok(messages)
     }
 
@@ -94,17 +113,9 @@ impl Source for SqsSource {
         let results: Vec<Result<Vec<String>, Unsent>> =
             stream::iter(acks.chunks(SQS_BATCH).map(<[String]>::to_vec))
                 .map(|chunk| async move {
-                    // From before the request goes out, SQS may delete these at any moment: they
-                    // stop counting as ours now, and what failed counts again after.
-                    let n = chunk.len() as i64;
-                    self.surely_held.fetch_sub(n, Ordering::AcqRel);
-                    let result = self.queue.delete_batch(&chunk).await;
-                    let kept = match &result {
-                        Ok(failed) => failed.len() as i64,
-                        Err(_) => n,
-                    };
-                    self.surely_held.fetch_add(kept, Ordering::AcqRel);
-                    result.map_err(|e| (chunk, e))
+                    // From before the request goes out, SQS may delete these at any moment.
+                    self.forget(&chunk);
+                    self.queue.delete_batch(&chunk).await.map_err(|e| (chunk, e))
                 })
                 .buffer_unordered(REQUESTS_IN_PARALLEL)
                 .collect()
@@ -139,8 +150,8 @@ impl Source for SqsSource {
         first_error.map_or(Ok(()), Err)
     }
 
-    fn release(&self, _message_id: &str, _ack: &String) {
-        self.surely_held.fetch_sub(1, Ordering::AcqRel);
+    fn release(&self, _message_id: &str, ack: &String) {
+        self.forget([ack]);
         self.released.lock().unwrap_or_else(|p| p.into_inner()).push(Instant::now());
     }
 
@@ -148,8 +159,7 @@ impl Source for SqsSource {
         // What is surely ours, read before the counts: a receive answered in between only
         // makes the queue's count larger (not drained yet), and messages in a delete request
         // already count as gone.
-        let ours = self.surely_held.load(Ordering::Acquire).max(0) as u64
-            + self.released_still_invisible();
+        let ours = self.held().len() as u64 + self.released_still_invisible();
         let (visible, in_flight) = self.queue.depth().await?;
         // In flight and not ours: another consumer (or a crashed run) holds messages that may
         // come back; a receive under way holds some too. Either way, not drained yet.
