@@ -204,18 +204,20 @@ mod tests {
     async fn drain(n: usize, store: MemoryStore, lease: Option<Duration>) -> Run {
         let store = Arc::new(store);
         let source = Arc::new(MemorySource::new(rows(n), lease, Arc::clone(&store.committed)));
+        let result = drain_from(&source, &store).await;
+        Run { source, store, result }
+    }
+
+    /// Runs a drain of `source` into `store` to its end.
+    async fn drain_from(
+        source: &Arc<MemorySource>,
+        store: &Arc<MemoryStore>,
+    ) -> Result<Outcome, String> {
         let (_trigger, shutdown) = Shutdown::manual();
         let counters = Arc::new(Counters::default());
-        let result = run(
-            Arc::clone(&source),
-            Arc::clone(&store),
-            &settings(Mode::UntilEmpty),
-            &shutdown,
-            counters,
-        )
-        .await
-        .map_err(|e| e.to_string());
-        Run { source, store, result }
+        run(Arc::clone(source), Arc::clone(store), &settings(Mode::UntilEmpty), &shutdown, counters)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     fn ids(prefix: &[usize]) -> Vec<String> {
@@ -292,17 +294,7 @@ mod tests {
         let source = Arc::new(MemorySource::new(rows(200), None, Arc::clone(&store.committed)));
         let elsewhere: Vec<_> = rows(230).split_off(200);
         source.hold_elsewhere(elsewhere, Duration::from_secs(5));
-        let (_trigger, shutdown) = Shutdown::manual();
-        let counters = Arc::new(Counters::default());
-        let outcome = run(
-            Arc::clone(&source),
-            Arc::clone(&store),
-            &settings(Mode::UntilEmpty),
-            &shutdown,
-            counters,
-        )
-        .await
-        .map_err(|e| e.to_string());
+        let outcome = drain_from(&source, &store).await;
         assert_eq!(outcome, Ok(Outcome::default()));
         assert_eq!(source.acked().len(), 230, "several receivers, none ends the drain early");
     }

@@ -1,5 +1,8 @@
 //! `feeder seed FILE|-`: JSON lines onto the queue (creating it), 10 per SendMessageBatch.
-//! Only the entries SQS failed are resent, so no line is queued twice.
+//! Of a request SQS answered, only the entries it failed are resent. A request whose answer is
+//! lost (the network failed after sending it) is resent whole: a standard queue has no
+//! idempotent send, so such a failure can queue a line twice, as it can for any SQS producer
+//! (it then lands as two rows, being two messages).
 
 use super::startup::{self, Startup};
 use super::FeederError;
