@@ -87,12 +87,24 @@ impl Drop for Emulator {
 /// new connections and cuts the open ones, like a network outage. It can also lose the
 /// responses to chosen SQS actions: the request reaches the emulator, which acts on it, and
 /// the connection is cut before the answer gets back, as when the network fails mid-request
-/// (the client cannot tell whether its request took effect).
+/// (the client cannot tell whether its request took effect), or refuse chosen actions: the
+/// connection is cut before the request reaches the emulator.
 pub struct Proxy {
     pub port: u16,
     enabled: Arc<AtomicBool>,
-    lose: Arc<Mutex<Vec<String>>>,
+    faults: Arc<Mutex<Faults>>,
     stop: Arc<AtomicBool>,
+}
+
+/// The `X-Amz-Target` lines whose requests a [`Proxy`] mistreats.
+#[derive(Default)]
+struct Faults {
+    lose_response: Vec<String>,
+    refuse: Vec<String>,
+}
+
+fn targets(actions: &[&str]) -> Vec<String> {
+    actions.iter().map(|a| format!("AmazonSQS.{a}\r\n")).collect()
 }
 
 impl Proxy {
@@ -101,9 +113,9 @@ impl Proxy {
         listener.set_nonblocking(true).expect("nonblocking");
         let port = listener.local_addr().expect("addr").port();
         let enabled = Arc::new(AtomicBool::new(true));
-        let lose = Arc::new(Mutex::new(Vec::new()));
+        let faults = Arc::new(Mutex::new(Faults::default()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (en, lo, st) = (Arc::clone(&enabled), Arc::clone(&lose), Arc::clone(&stop));
+        let (en, fa, st) = (Arc::clone(&enabled), Arc::clone(&faults), Arc::clone(&stop));
         std::thread::spawn(move || {
             while !st.load(Ordering::Relaxed) {
                 match listener.accept() {
@@ -114,14 +126,14 @@ impl Proxy {
                         }
                         let _ = client.set_nonblocking(false);
                         if let Ok(server) = TcpStream::connect(("127.0.0.1", target_port)) {
-                            pipe(client, server, Arc::clone(&en), Arc::clone(&lo));
+                            pipe(client, server, Arc::clone(&en), Arc::clone(&fa));
                         }
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
         });
-        Proxy { port, enabled, lose, stop }
+        Proxy { port, enabled, faults, stop }
     }
 
     pub fn set_enabled(&self, on: bool) {
@@ -131,8 +143,13 @@ impl Proxy {
     /// From now on, the responses to these SQS actions (e.g. `"DeleteMessageBatch"`) are lost;
     /// an empty list ends that.
     pub fn lose_responses_to(&self, actions: &[&str]) {
-        *self.lose.lock().expect("lose") =
-            actions.iter().map(|a| format!("AmazonSQS.{a}\r\n")).collect();
+        self.faults.lock().expect("faults").lose_response = targets(actions);
+    }
+
+    /// From now on, requests for these SQS actions never reach the emulator; an empty list
+    /// ends that.
+    pub fn refuse(&self, actions: &[&str]) {
+        self.faults.lock().expect("faults").refuse = targets(actions);
     }
 
     pub fn endpoint(&self) -> String {
@@ -150,7 +167,7 @@ fn pipe(
     client: TcpStream,
     server: TcpStream,
     enabled: Arc<AtomicBool>,
-    lose: Arc<Mutex<Vec<String>>>,
+    faults: Arc<Mutex<Faults>>,
 ) {
     // Set when a request whose response is to be lost goes through; the response is then
     // dropped and both sides cut. The request side sets it before forwarding, so it is set
@@ -158,16 +175,18 @@ fn pipe(
     let doomed = Arc::new(AtomicBool::new(false));
     let upstream = (client.try_clone().expect("clone"), server.try_clone().expect("clone"), true);
     for (mut from, mut to, requests) in [upstream, (server, client, false)] {
-        let (enabled, lose, doomed) =
-            (Arc::clone(&enabled), Arc::clone(&lose), Arc::clone(&doomed));
+        let (enabled, faults, doomed) =
+            (Arc::clone(&enabled), Arc::clone(&faults), Arc::clone(&doomed));
         std::thread::spawn(move || {
             let _ = from.set_read_timeout(Some(Duration::from_millis(200)));
             let mut buf = [0u8; 16 * 1024];
+            let cut = |from: &TcpStream, to: &TcpStream| {
+                let _ = from.shutdown(std::net::Shutdown::Both);
+                let _ = to.shutdown(std::net::Shutdown::Both);
+            };
             loop {
                 if !enabled.load(Ordering::Relaxed) {
-                    let _ = from.shutdown(std::net::Shutdown::Both);
-                    let _ = to.shutdown(std::net::Shutdown::Both);
-                    return;
+                    return cut(&from, &to);
                 }
                 match from.read(&mut buf) {
                     Ok(0) => {
@@ -175,13 +194,16 @@ fn pipe(
                         return;
                     }
                     Ok(n) => {
-                        if requests && names_any(&buf[..n], &lose.lock().expect("lose")) {
-                            doomed.store(true, Ordering::SeqCst);
-                        }
-                        if !requests && doomed.load(Ordering::SeqCst) {
-                            let _ = from.shutdown(std::net::Shutdown::Both);
-                            let _ = to.shutdown(std::net::Shutdown::Both);
-                            return;
+                        if requests {
+                            let faults = faults.lock().expect("faults");
+                            if names_any(&buf[..n], &faults.refuse) {
+                                return cut(&from, &to);
+                            }
+                            if names_any(&buf[..n], &faults.lose_response) {
+                                doomed.store(true, Ordering::SeqCst);
+                            }
+                        } else if doomed.load(Ordering::SeqCst) {
+                            return cut(&from, &to);
                         }
                         if to.write_all(&buf[..n]).is_err() {
                             return;

@@ -7,6 +7,7 @@
 pub mod corpus;
 pub mod emulator;
 pub mod feeder;
+pub mod report;
 pub mod tls;
 
 use postgres::binary_copy::BinaryCopyInWriter;

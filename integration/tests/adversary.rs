@@ -142,12 +142,15 @@ fn no_role_gets_the_token_of_a_plaintext_of_its_choice() {
         "SELECT count(*) FROM user_logins WHERE masked_ip NOT LIKE 'pm1.%' OR masked_device_id NOT LIKE 'pm1.%'",
     );
     assert_eq!(clear, 0);
-    report(
-        "oracle",
+    integration::report::row(
+        "adversary_oracle",
+        "token oracle",
         &format!(
-            "roles tried: reader, loader; oracle paths tried: {}, all refused",
+            "roles tried: a reader (SELECT + PUBLIC's rights) and a loader (INSERT on the view); \
+             oracle paths tried: {}",
             ORACLE_PATHS.load(Ordering::Relaxed)
         ),
+        "every one refused; no clear value stored",
     );
 }
 
@@ -276,9 +279,14 @@ fn ddl_between_inserts_never_crashes_or_stores_plaintext_or_over_width_tokens() 
 
     let log = before.since();
     assert_eq!(crashes_in(&log), 0, "a backend crashed:\n{log}");
-    report(
-        "ddl",
-        &format!("DDL sequences tried: {}, crashes 0", DDL_SEQUENCES.load(Ordering::Relaxed)),
+    integration::report::row(
+        "adversary_ddl",
+        "DDL between inserts",
+        &format!(
+            "DDL sequences tried, from the same and from another session: {}",
+            DDL_SEQUENCES.load(Ordering::Relaxed)
+        ),
+        "crashes 0; no plaintext or over-width token stored",
     );
 }
 
@@ -665,12 +673,4 @@ fn a_renamed_schema_cannot_divert_a_long_lived_loader() {
     let stolen: i64 = one(&mut mallory, "SELECT count(*) FROM app.user_login_rejects");
     assert_eq!(stolen, 0, "{role}'s tables got the loader's rows");
     assert_eq!(count(&mut owner, "SELECT count(*) FROM app_old.user_login_rejects"), 2);
-}
-
-/// Writes one figure of this suite to `target/adversary-<name>.txt` (the README's reliability
-/// table quotes them).
-fn report(name: &str, figure: &str) {
-    let path = integration::emulator::repo_root().join(format!("target/adversary-{name}.txt"));
-    let _ = std::fs::write(path, figure);
-    println!("adversary {name}: {figure}");
 }

@@ -2,6 +2,7 @@
 
 use integration::emulator::{Emulator, Kind, Sqs};
 use integration::feeder::{self, Feeder, Summary};
+use integration::report;
 use integration::*;
 use std::time::Duration;
 
@@ -437,6 +438,13 @@ fn a_check_constraint_one_message_violates_makes_it_a_database_error_reject() {
     assert_eq!((summary.loaded, summary.rejected, summary.released), (29, 1, 0), "{log}");
     assert!(summary.accounts_for_every_message(), "{summary:?}");
     assert_no_body_in(&log);
+    integration::report::row(
+        "poison",
+        "poison message",
+        "30 messages by SQS, 1 violating a CHECK constraint an operator added",
+        "29 rows + 1 reject (database_error, 23514 and the constraint's name), batch isolated \
+         not retried, queue empty, no body in the log",
+    );
 }
 
 #[test]
@@ -477,6 +485,13 @@ fn a_message_refused_even_as_a_reject_is_released_to_the_dead_letter_queue() {
     assert_eq!(moved.len(), 1);
     assert!(moved[0].body.contains("\"locale\":\"xx\""));
     assert_no_body_in(&log);
+    integration::report::row(
+        "released",
+        "poison message refused even as a reject",
+        "10 messages, 1 refused by user_logins and, as a reject, by user_login_rejects; \
+         redrive after 2 receives",
+        "9 rows; the message released, never deleted, moved to the dead-letter queue; exit 65",
+    );
 }
 
 #[test]
@@ -532,13 +547,14 @@ fn ingest_stats_that_do_not_account_for_the_batch_stop_the_feeder_and_delete_not
 
 /// Spawns `args`, waits for `ready` in its log, sends SIGTERM and returns the exit code and log,
 /// asserting a generous bound on the exit.
-fn sigterm_when(f: Feeder, ready: &str) -> (Option<i32>, String) {
+fn sigterm_when(f: Feeder, ready: &str) -> (Option<i32>, String, Duration) {
     let up = wait_until(Duration::from_secs(30), || f.log_text().contains(ready));
     assert!(up, "never saw {ready:?}:\n{}", f.log_text());
     std::thread::sleep(Duration::from_millis(500));
+    let signalled = std::time::Instant::now();
     f.signal(libc::SIGTERM);
     let (status, log) = f.wait(Duration::from_secs(5));
-    (status.code(), log)
+    (status.code(), log, signalled.elapsed())
 }
 
 #[test]
@@ -554,8 +570,9 @@ fn sigterm_ends_the_start_up_wait() {
         &["drain"],
         &[("FEEDER_STARTUP_TIMEOUT", "300")],
     );
-    let (code, log) = sigterm_when(f, "retrying with backoff");
+    let (code, log, took) = sigterm_when(f, "retrying with backoff");
     assert_eq!(code, Some(75), "a drain stopped before it began has work left\n{log}");
+    report::signal_row("startup", "the start-up wait for PostgreSQL", code, took);
 }
 
 #[test]
@@ -571,8 +588,9 @@ fn sigterm_ends_a_long_poll_on_an_idle_queue() {
         &["run"],
         &[("FEEDER_WAIT_SECONDS", "20")],
     );
-    let (code, log) = sigterm_when(f, "feeder started");
+    let (code, log, took) = sigterm_when(f, "feeder started");
     assert_eq!(code, Some(0), "nothing received, nothing left\n{log}");
+    report::signal_row("long_poll", "a 20 s long poll on an idle queue", code, took);
 }
 
 #[test]
@@ -589,9 +607,10 @@ fn sigterm_ends_a_batch_retrying_while_the_database_is_unreachable() {
     assert!(wait_until(Duration::from_secs(30), || f.log_text().contains("feeder started")));
     proxy.set_enabled(false);
     sqs.send_all(&sample_bodies()[..10]);
-    let (code, log) = sigterm_when(f, "retrying with backoff");
+    let (code, log, took) = sigterm_when(f, "retrying with backoff");
     assert_eq!(code, Some(75), "received, not committed: left to redelivery\n{log}");
     assert_eq!(totals(&db), (0, 0, 0));
+    report::signal_row("db_retry", "a batch retrying while PostgreSQL is unreachable", code, took);
 }
 
 #[test]
@@ -606,8 +625,9 @@ fn sigterm_ends_a_batch_retrying_while_pg_mask_has_no_key() {
         // messages wait in the queue, they do not become rejects).
         let _no_key = KeySettings::keys("");
         let f = Feeder::spawn(&db.url, &emu.endpoint(), &sqs.queue_url, &["run"], &[]);
-        let (code, log) = sigterm_when(f, "retrying with backoff");
+        let (code, log, took) = sigterm_when(f, "retrying with backoff");
         assert_eq!(code, Some(75), "{log}");
+        report::signal_row("no_key", "a batch retrying while pg_mask has no key", code, took);
         log
     };
     assert_eq!(totals(&db), (0, 0, 0), "{log}");
@@ -625,12 +645,13 @@ fn sigterm_drops_a_copy_that_cannot_commit_within_the_grace() {
     let mut tx = blocker.transaction().expect("begin");
     tx.batch_execute("LOCK TABLE user_logins IN ACCESS EXCLUSIVE MODE").expect("lock");
     let f = Feeder::spawn(&db.url, &emu.endpoint(), &sqs.queue_url, &["run"], &[]);
-    let (code, log) = sigterm_when(f, "feeder started");
+    let (code, log, took) = sigterm_when(f, "feeder started");
     assert_eq!(code, Some(75), "{log}");
     tx.rollback().expect("unlock");
     assert_eq!(totals(&db), (0, 0, 0), "the abandoned COPY rolled back\n{log}");
     let (visible, in_flight) = sqs.depth();
     assert_eq!(visible + in_flight, 50, "nothing deleted\n{log}");
+    report::signal_row("copy", "a COPY blocked by a table lock", code, took);
 }
 
 // ---- feeder load streams (issue 14.3) and partitioned targets (issue 11.5).
@@ -877,4 +898,59 @@ fn lost_answers_to_deletes_then_receives_never_end_a_drain_early() {
     assert!(status.success(), "{log}");
     assert_eq!(totals(&db), (n as i64, 0, 0), "every message loaded once\n{log}");
     assert_eq!(sqs.depth(), (0, 0), "queue ends empty");
+    let summary = Summary::parse(&log);
+    report::row(
+        "lost_answers",
+        "lost SQS answers",
+        "10,000 messages; the answers to deletes lost while 1,500 rows load, then those to \
+         receives too for 2 s (the requests take effect)",
+        &format!(
+            "{n} rows, 0 duplicate ids, queue empty; the feeder received {} and counted {} \
+             duplicates",
+            summary.received, summary.duplicates
+        ),
+    );
+}
+
+/// A message whose visibility ran out while the feeder held it comes back, and the feeder may
+/// receive it again under a new receipt: it must not count it twice as its own, or a drain ends
+/// while another consumer's messages are still to come back (seen after a SIGKILL).
+#[test]
+fn a_drain_never_counts_a_message_whose_lease_ran_out_as_its_own() {
+    let _lock = key_lock();
+    let emu = Emulator::start(Kind::Fauxqs);
+    let sqs = Sqs::new_queue(&emu.endpoint());
+    let n = 300;
+    let bodies: Vec<String> = (0..n)
+        .map(|i| format!(r#"{{"user_id": "lease-{i}", "ip": "10.8.{}.{}"}}"#, i / 256, i % 256))
+        .collect();
+    sqs.send_all(&bodies);
+    // Another consumer holds 10 messages for 8 s, then dies.
+    let mut elsewhere = Vec::new();
+    while elsewhere.len() < 10 {
+        elsewhere.extend(sqs.receive(8).into_iter().take(10 - elsewhere.len()));
+    }
+    let db = TestDb::new("feeder");
+    // The feeder's batches cannot commit for a while, and its keep-alives never reach SQS: the
+    // leases of 1 s run out and the messages come back to its own receivers.
+    let mut blocker = db.client();
+    let mut tx = blocker.transaction().expect("begin");
+    tx.batch_execute("LOCK TABLE user_logins IN ACCESS EXCLUSIVE MODE").expect("lock");
+    let proxy = integration::emulator::Proxy::start(emu.port);
+    proxy.refuse(&["ChangeMessageVisibilityBatch"]);
+    let env = [("FEEDER_BATCH_SIZE", "50"), ("FEEDER_VISIBILITY_TIMEOUT", "1")];
+    let f = Feeder::spawn(&db.url, &proxy.endpoint(), &sqs.queue_url, &["drain"], &env);
+    std::thread::sleep(Duration::from_secs(4));
+    tx.rollback().expect("unlock");
+    let (status, log) = f.wait(Duration::from_secs(120));
+    assert!(status.success(), "{log}");
+    assert_eq!(totals(&db), (n as i64, 0, 0), "the other consumer's messages too\n{log}");
+    assert_eq!(sqs.depth(), (0, 0), "queue ends empty");
+    report::row(
+        "lease_ran_out",
+        "leases run out",
+        "300 messages, 10 held by a consumer that dies; the feeder's commits blocked 4 s and its \
+         keep-alives refused, so its leases of 1 s run out and it receives its messages again",
+        "300 rows, 0 duplicate ids, queue empty: the drain waited for the dead consumer's 10",
+    );
 }

@@ -7,7 +7,7 @@
 //! table to `target/reliability/<scenario>.md`.
 
 use integration::corpus;
-use integration::emulator::{self, Emulator, Kind, Proxy, Sqs};
+use integration::emulator::{Emulator, Kind, Proxy, Sqs};
 use integration::feeder::{self, Feeder, Summary};
 use integration::*;
 use rand::Rng;
@@ -69,11 +69,7 @@ impl Run {
     /// row of the README's table.
     fn finish(self, name: &str, scenario: &str, figures: &str, result: &str) {
         let at_rest = no_plaintext_at_rest(&self.secrets, &self.dbs, &self.logs);
-        let dir = emulator::repo_root().join("target/reliability");
-        let _ = std::fs::create_dir_all(&dir);
-        let row = format!("| {scenario} | {figures} | {result}; {at_rest} |\n");
-        std::fs::write(dir.join(format!("{name}.md")), &row).expect("write the report row");
-        println!("{row}");
+        integration::report::row(name, scenario, figures, &format!("{result}; {at_rest}"));
     }
 }
 

@@ -10,7 +10,7 @@ use super::{Message, Source};
 use crate::row::Row;
 use crate::sqs::{Queue, SqsError};
 use futures_util::stream::{self, StreamExt};
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -21,6 +21,9 @@ const SQS_BATCH: usize = 10;
 /// Concurrent delete / visibility requests per acknowledgement.
 const REQUESTS_IN_PARALLEL: usize = 8;
 
+/// How long a lease must still run for its message to count as surely ours in `drained`.
+const LEASE_MARGIN: Duration = Duration::from_secs(1);
+
 /// Receipts whose request failed, and why.
 type Unsent = (Vec<String>, SqsError);
 
@@ -29,13 +32,15 @@ pub struct SqsSource {
     wait_seconds: i32,
     visibility: i32,
     max_receivers: usize,
-    /// The messages surely ours, invisible to everyone else (by a hash of their receipt): received,
-    /// and neither released nor ever put in a delete request. A delete request takes its
-    /// messages out for good: whether it failed or not, they may be gone (a request can take
-    /// effect and its answer be lost, and a delete SQS refuses is one of a receipt that expired),
-    /// so counting them as ours could end a drain while messages a lost receive made invisible
-    /// were still to come back. Counting too few only makes a drain wait for them.
-    held: Mutex<HashSet<u64>>,
+    /// The messages held (by a hash of their receipt), with the time until which each is surely
+    /// invisible to everyone else: one visibility timeout after its receive or its last
+    /// keep-alive was *sent* (SQS starts the timeout later, never earlier). A message counts as
+    /// surely ours (see `drained`) only until then: after it, SQS may have handed it out again,
+    /// to another consumer or to this one under a new receipt, and counting it too could end a
+    /// drain early. A delete request takes its messages out for good: whether it failed or not,
+    /// they may be gone (a request can take effect and its answer be lost, and a delete SQS
+    /// refuses is one of a receipt that expired). Counting too few only makes a drain wait.
+    held: Mutex<HashMap<u64, Instant>>,
     receipts: RandomState,
     /// The last receive returned messages: the next one does not wait (a backlog needs no
     /// long poll, and a drain ends as soon as a receive finds nothing).
@@ -52,7 +57,7 @@ impl SqsSource {
             wait_seconds,
             visibility,
             max_receivers: max_receivers.max(1),
-            held: Mutex::new(HashSet::new()),
+            held: Mutex::new(HashMap::new()),
             receipts: RandomState::new(),
             busy: AtomicBool::new(false),
             released: Mutex::new(Vec::new()),
@@ -60,13 +65,17 @@ impl SqsSource {
     }
 
     fn released_still_invisible(&self) -> u64 {
-        let lease = Duration::from_secs(self.visibility.max(1) as u64);
+        let lease = self.lease_duration();
         let mut released = self.released.lock().unwrap_or_else(|p| p.into_inner());
         released.retain(|at| at.elapsed() < lease);
         released.len() as u64
     }
 
-    fn held(&self) -> std::sync::MutexGuard<'_, HashSet<u64>> {
+    fn lease_duration(&self) -> Duration {
+        Duration::from_secs(self.visibility.max(1) as u64)
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Instant>> {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -101,11 +110,13 @@ impl Source for SqsSource {
     async fn receive(&self, max: usize) -> Result<Vec<Message<String>>, SqsError> {
         let max = max.clamp(1, SQS_BATCH) as i32;
         let wait = if self.busy.load(Ordering::Relaxed) { 0 } else { self.wait_seconds };
+        let invisible_until = Instant::now() + self.lease_duration();
         let got = self.queue.receive(max, wait, self.visibility).await?;
         self.busy.store(!got.is_empty(), Ordering::Relaxed);
         let now = Instant::now();
         let messages: Vec<_> = got.into_iter().filter_map(|m| to_message(m, now)).collect();
-        self.held().extend(messages.iter().map(|m| self.receipts.hash_one(&m.ack)));
+        self.held()
+            .extend(messages.iter().map(|m| (self.receipts.hash_one(&m.ack), invisible_until)));
         Ok(messages)
     }
 
@@ -143,8 +154,20 @@ impl Source for SqsSource {
         for chunk in acks.chunks(SQS_BATCH) {
             // An entry can fail because its receipt expired (the message was redelivered
             // elsewhere): the database skips it as a duplicate there, so it is not an error.
-            if let Err(e) = self.queue.change_visibility(chunk, self.visibility).await {
-                first_error.get_or_insert(e);
+            let invisible_until = Instant::now() + self.lease_duration();
+            match self.queue.change_visibility(chunk, self.visibility).await {
+                Ok(failed) => {
+                    let mut held = self.held();
+                    for receipt in chunk.iter().filter(|r| !failed.contains(r)) {
+                        // Only a message still held: one in a delete request stays out.
+                        if let Some(until) = held.get_mut(&self.receipts.hash_one(receipt)) {
+                            *until = invisible_until;
+                        }
+                    }
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
         }
         first_error.map_or(Ok(()), Err)
@@ -159,7 +182,11 @@ impl Source for SqsSource {
         // What is surely ours, read before the counts: a receive answered in between only
         // makes the queue's count larger (not drained yet), and messages in a delete request
         // already count as gone.
-        let ours = self.held().len() as u64 + self.released_still_invisible();
+        // A lease must outlast the read of the counts by a margin, or it could run out and its
+        // message be handed out again before SQS counts it.
+        let counted_from = Instant::now() + LEASE_MARGIN;
+        let held = self.held().values().filter(|&&until| until > counted_from).count() as u64;
+        let ours = held + self.released_still_invisible();
         let (visible, in_flight) = self.queue.depth().await?;
         // In flight and not ours: another consumer (or a crashed run) holds messages that may
         // come back; a receive under way holds some too. Either way, not drained yet.
@@ -168,7 +195,7 @@ impl Source for SqsSource {
     }
 
     fn lease(&self) -> Option<Duration> {
-        Some(Duration::from_secs(self.visibility.max(1) as u64))
+        Some(self.lease_duration())
     }
 
     fn max_receivers(&self) -> usize {
