@@ -23,6 +23,7 @@ use aws_sdk_sqs::types::{
 use aws_sdk_sqs::Client;
 
 use crate::config::SqsOptions;
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SqsError {
@@ -97,11 +98,21 @@ pub struct Queue {
     endpoint: String,
 }
 
+/// The longest one SQS request may take: the longest long poll (20 s) and a margin.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl Queue {
     pub async fn connect(options: &SqsOptions) -> Self {
         let endpoint = options.sqs_endpoint();
+        // Every attempt is bounded: the SDK's defaults bound only the connect, so an answer that
+        // never comes (a half-open connection, state lost in a NAT) would hang a receive, and
+        // with it a drain, forever. A long poll waits at most 20 s.
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+            .build();
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(options.region.clone()));
+            .region(aws_config::Region::new(options.region.clone()))
+            .timeout_config(timeouts);
         if let Some(e) = &endpoint {
             loader = loader.endpoint_url(e);
         }
@@ -173,13 +184,15 @@ impl Queue {
         self.depth().await.map(|_| ())
     }
 
-    /// (visible, in flight) message counts as SQS approximates them.
+    /// (waiting, in flight) message counts as SQS approximates them: waiting is visible or
+    /// delayed (sent with a delay, or to a queue with one: not receivable yet, but coming).
     pub async fn depth(&self) -> Result<(u64, u64), SqsError> {
         let out = self
             .client
             .get_queue_attributes()
             .queue_url(&self.url)
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
             .send()
             .await
@@ -187,7 +200,8 @@ impl Queue {
         let attrs = out.attributes.unwrap_or_default();
         let get = |k: &QueueAttributeName| attrs.get(k).and_then(|v| v.parse().ok()).unwrap_or(0);
         Ok((
-            get(&QueueAttributeName::ApproximateNumberOfMessages),
+            get(&QueueAttributeName::ApproximateNumberOfMessages)
+                + get(&QueueAttributeName::ApproximateNumberOfMessagesDelayed),
             get(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
         ))
     }

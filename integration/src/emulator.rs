@@ -87,8 +87,9 @@ impl Drop for Emulator {
 /// new connections and cuts the open ones, like a network outage. It can also lose the
 /// responses to chosen SQS actions: the request reaches the emulator, which acts on it, and
 /// the connection is cut before the answer gets back, as when the network fails mid-request
-/// (the client cannot tell whether its request took effect), or refuse chosen actions: the
-/// connection is cut before the request reaches the emulator.
+/// (the client cannot tell whether its request took effect), refuse chosen actions (the
+/// connection is cut before the request reaches the emulator), or stall them (the request is
+/// swallowed and the connection kept open: an answer that never comes), or delay them.
 pub struct Proxy {
     pub port: u16,
     enabled: Arc<AtomicBool>,
@@ -101,6 +102,9 @@ pub struct Proxy {
 struct Faults {
     lose_response: Vec<String>,
     refuse: Vec<String>,
+    stall: Vec<String>,
+    delay: Vec<String>,
+    delay_by: Duration,
 }
 
 fn targets(actions: &[&str]) -> Vec<String> {
@@ -152,6 +156,20 @@ impl Proxy {
         self.faults.lock().expect("faults").refuse = targets(actions);
     }
 
+    /// From now on, requests for these SQS actions reach the emulator `by` late; an empty list
+    /// ends that.
+    pub fn delay(&self, actions: &[&str], by: Duration) {
+        let mut faults = self.faults.lock().expect("faults");
+        faults.delay = targets(actions);
+        faults.delay_by = by;
+    }
+
+    /// From now on, requests for these SQS actions are swallowed and never answered, the
+    /// connection left open until the client gives up; an empty list ends that for new requests.
+    pub fn stall(&self, actions: &[&str]) {
+        self.faults.lock().expect("faults").stall = targets(actions);
+    }
+
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
@@ -173,10 +191,17 @@ fn pipe(
     // dropped and both sides cut. The request side sets it before forwarding, so it is set
     // before any byte of the answer can arrive.
     let doomed = Arc::new(AtomicBool::new(false));
+    // Set when a request is swallowed: the emulator may close its idle side (Node does after
+    // 60 s), which must not reach the client, who waits for an answer.
+    let swallowed = Arc::new(AtomicBool::new(false));
     let upstream = (client.try_clone().expect("clone"), server.try_clone().expect("clone"), true);
     for (mut from, mut to, requests) in [upstream, (server, client, false)] {
-        let (enabled, faults, doomed) =
-            (Arc::clone(&enabled), Arc::clone(&faults), Arc::clone(&doomed));
+        let (enabled, faults, doomed, swallowed) = (
+            Arc::clone(&enabled),
+            Arc::clone(&faults),
+            Arc::clone(&doomed),
+            Arc::clone(&swallowed),
+        );
         std::thread::spawn(move || {
             let _ = from.set_read_timeout(Some(Duration::from_millis(200)));
             let mut buf = [0u8; 16 * 1024];
@@ -189,6 +214,7 @@ fn pipe(
                     return cut(&from, &to);
                 }
                 match from.read(&mut buf) {
+                    Ok(0) if swallowed.load(Ordering::SeqCst) => return,
                     Ok(0) => {
                         let _ = to.shutdown(std::net::Shutdown::Write);
                         return;
@@ -199,8 +225,27 @@ fn pipe(
                             if names_any(&buf[..n], &faults.refuse) {
                                 return cut(&from, &to);
                             }
+                            if names_any(&buf[..n], &faults.stall) {
+                                drop(faults);
+                                swallowed.store(true, Ordering::SeqCst);
+                                // Read and drop what the client sends until it hangs up.
+                                while enabled.load(Ordering::Relaxed) {
+                                    match from.read(&mut buf) {
+                                        Ok(0) => break,
+                                        Ok(_) => {}
+                                        Err(e) if idle(&e) => {}
+                                        Err(_) => break,
+                                    }
+                                }
+                                return cut(&from, &to);
+                            }
                             if names_any(&buf[..n], &faults.lose_response) {
                                 doomed.store(true, Ordering::SeqCst);
+                            }
+                            if names_any(&buf[..n], &faults.delay) {
+                                let by = faults.delay_by;
+                                drop(faults);
+                                std::thread::sleep(by);
                             }
                         } else if doomed.load(Ordering::SeqCst) {
                             return cut(&from, &to);
@@ -209,16 +254,17 @@ fn pipe(
                             return;
                         }
                     }
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                        ) => {}
+                    Err(e) if idle(&e) => {}
                     Err(_) => return,
                 }
             }
         });
     }
+}
+
+/// A read that timed out with nothing to read: the connection is still open.
+fn idle(e: &std::io::Error) -> bool {
+    matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
 }
 
 /// Whether a chunk of a request carries one of these `X-Amz-Target` values.
@@ -315,6 +361,20 @@ impl Sqs {
             .queue_url
             .expect("queue url");
         Sqs { rt, client, queue_url }
+    }
+
+    /// Sends one message that becomes receivable only after `delay_seconds`.
+    pub fn send_delayed(&self, body: &str, delay_seconds: i32) {
+        self.rt
+            .block_on(
+                self.client
+                    .send_message()
+                    .queue_url(&self.queue_url)
+                    .message_body(body)
+                    .delay_seconds(delay_seconds)
+                    .send(),
+            )
+            .expect("send delayed");
     }
 
     pub fn send_all(&self, bodies: &[String]) {

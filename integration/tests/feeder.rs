@@ -172,8 +172,9 @@ fn sigkill_mid_batch_then_restart_loses_and_duplicates_nothing() {
     let f = Feeder::spawn(&db.url, &emu.endpoint(), &sqs.queue_url, &["drain"], &env);
     let (status, log) = f.wait(Duration::from_secs(120));
     assert!(status.success(), "{log}");
-    assert_eq!(totals(&db), (2_000, 0, 0), "every message exactly once\n{log}");
-    assert_eq!(sqs.depth(), (0, 0));
+    let depth = sqs.depth();
+    assert_eq!(totals(&db), (2_000, 0, 0), "every message exactly once (queue: {depth:?})\n{log}");
+    assert_eq!(depth, (0, 0));
 }
 
 #[test]
@@ -953,4 +954,73 @@ fn a_drain_never_counts_a_message_whose_lease_ran_out_as_its_own() {
          keep-alives refused, so its leases of 1 s run out and it receives its messages again",
         "300 rows, 0 duplicate ids, queue empty: the drain waited for the dead consumer's 10",
     );
+}
+
+/// A message sent with a delay is not visible yet, nor in flight: a drain waits for it.
+#[test]
+fn a_drain_waits_for_a_delayed_message() {
+    let _lock = key_lock();
+    let emu = Emulator::start(Kind::Fauxqs);
+    let sqs = Sqs::new_queue(&emu.endpoint());
+    sqs.send_all(&sample_bodies()[..5]);
+    sqs.send_delayed(&sample_bodies()[5], 3);
+    let db = TestDb::new("feeder");
+    let log = feeder::drain(&db.url, &emu.endpoint(), &sqs.queue_url, Duration::from_secs(60));
+    let (rows, rejects, duplicates) = totals(&db);
+    assert_eq!((rows + rejects, duplicates), (6, 0), "the delayed message too\n{log}");
+    assert_eq!(sqs.depth(), (0, 0));
+}
+
+/// An SQS answer that never comes (a half-open connection) must not hang a drain: each
+/// request has a deadline, and is tried again after it.
+#[test]
+fn an_sqs_answer_that_never_comes_does_not_hang_a_drain() {
+    let _lock = key_lock();
+    let emu = Emulator::start(Kind::Fauxqs);
+    let sqs = Sqs::new_queue(&emu.endpoint());
+    sqs.send_all(&sample_bodies()[..20]);
+    let db = TestDb::new("feeder");
+    let proxy = integration::emulator::Proxy::start(emu.port);
+    proxy.stall(&["ReceiveMessage"]);
+    let f = Feeder::spawn(&db.url, &proxy.endpoint(), &sqs.queue_url, &["drain"], &[]);
+    assert!(wait_until(Duration::from_secs(30), || f.log_text().contains("feeder started")));
+    std::thread::sleep(Duration::from_secs(2));
+    proxy.stall(&[]);
+    let (status, log) = f.wait(Duration::from_secs(120));
+    assert!(status.success(), "{log}");
+    let (rows, rejects, duplicates) = totals(&db);
+    assert_eq!((rows + rejects, duplicates), (20, 0), "{log}");
+    assert_eq!(sqs.depth(), (0, 0));
+}
+
+/// Messages deleted while the feeder reads the queue's counts were its own when it started the
+/// read and are gone from the counts when SQS answers: counting them as its own would let
+/// them stand in for another consumer's messages, and a drain end early.
+#[test]
+fn deletes_that_finish_during_a_read_of_the_counts_do_not_end_a_drain_early() {
+    let _lock = key_lock();
+    let emu = Emulator::start(Kind::Fauxqs);
+    let sqs = Sqs::new_queue(&emu.endpoint());
+    let n = 300;
+    let bodies: Vec<String> = (0..n)
+        .map(|i| format!(r#"{{"user_id": "count-{i}", "ip": "10.7.{}.{}"}}"#, i / 256, i % 256))
+        .collect();
+    sqs.send_all(&bodies);
+    // Another consumer holds 10 messages for 8 s, then dies.
+    let mut elsewhere = Vec::new();
+    while elsewhere.len() < 10 {
+        elsewhere.extend(sqs.receive(8).into_iter().take(10 - elsewhere.len()));
+    }
+    let db = TestDb::new("feeder");
+    // Each read of the counts reaches SQS 1.5 s late, while the feeder's batches commit and
+    // their deletes go through.
+    let proxy = integration::emulator::Proxy::start(emu.port);
+    proxy.delay(&["GetQueueAttributes"], Duration::from_millis(1500));
+    let env = [("FEEDER_BATCH_SIZE", "50")];
+    let f = Feeder::spawn(&db.url, &proxy.endpoint(), &sqs.queue_url, &["drain"], &env);
+    let (status, log) = f.wait(Duration::from_secs(120));
+    assert!(status.success(), "{log}");
+    let depth = sqs.depth();
+    assert_eq!(totals(&db), (n as i64, 0, 0), "the other consumer's too (queue: {depth:?})\n{log}");
+    assert_eq!(depth, (0, 0), "queue ends empty");
 }

@@ -12,7 +12,7 @@ use crate::sqs::{Queue, SqsError};
 use futures_util::stream::{self, StreamExt};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
@@ -41,13 +41,13 @@ pub struct SqsSource {
     /// they may be gone (a request can take effect and its answer be lost, and a delete SQS
     /// refuses is one of a receipt that expired). Counting too few only makes a drain wait.
     held: Mutex<HashMap<u64, Instant>>,
+    /// How many messages have left `held` so far: `drained` subtracts those that leave while
+    /// it reads the queue's counts.
+    forgotten: AtomicU64,
     receipts: RandomState,
     /// The last receive returned messages: the next one does not wait (a backlog needs no
     /// long poll, and a drain ends as soon as a receive finds nothing).
     busy: AtomicBool,
-    /// When each released message was let go: it stays invisible for up to one visibility
-    /// timeout after that, and a drain need not wait for it.
-    released: Mutex<Vec<Instant>>,
 }
 
 impl SqsSource {
@@ -58,17 +58,10 @@ impl SqsSource {
             visibility,
             max_receivers: max_receivers.max(1),
             held: Mutex::new(HashMap::new()),
+            forgotten: AtomicU64::new(0),
             receipts: RandomState::new(),
             busy: AtomicBool::new(false),
-            released: Mutex::new(Vec::new()),
         }
-    }
-
-    fn released_still_invisible(&self) -> u64 {
-        let lease = self.lease_duration();
-        let mut released = self.released.lock().unwrap_or_else(|p| p.into_inner());
-        released.retain(|at| at.elapsed() < lease);
-        released.len() as u64
     }
 
     fn lease_duration(&self) -> Duration {
@@ -82,9 +75,11 @@ impl SqsSource {
     /// These messages no longer count as surely ours.
     fn forget<'a>(&self, receipts: impl IntoIterator<Item = &'a String>) {
         let mut held = self.held();
+        let before = held.len();
         for receipt in receipts {
             held.remove(&self.receipts.hash_one(receipt));
         }
+        self.forgotten.fetch_add((before - held.len()) as u64, Ordering::AcqRel);
     }
 }
 
@@ -159,9 +154,13 @@ impl Source for SqsSource {
                 Ok(failed) => {
                     let mut held = self.held();
                     for receipt in chunk.iter().filter(|r| !failed.contains(r)) {
-                        // Only a message still held: one in a delete request stays out.
+                        // Only a message still held: one in a delete request stays out, and
+                        // one whose lease ran out may be held again under a new receipt
+                        // (SQS may accept the old one: it would count twice).
                         if let Some(until) = held.get_mut(&self.receipts.hash_one(receipt)) {
-                            *until = invisible_until;
+                            if *until > Instant::now() {
+                                *until = invisible_until;
+                            }
                         }
                     }
                 }
@@ -173,25 +172,30 @@ impl Source for SqsSource {
         first_error.map_or(Ok(()), Err)
     }
 
-    fn release(&self, _message_id: &str, ack: &String) {
-        self.forget([ack]);
-        self.released.lock().unwrap_or_else(|p| p.into_inner()).push(Instant::now());
+    fn release(&self, _message_id: &str, _ack: &String) {
+        // Nothing to do: its keep-alives stop, so its lease in `held` runs out when the message
+        // can come back, and until then it is surely invisible because of this feeder (a drain
+        // need not wait for it).
     }
 
     async fn drained(&self) -> Result<bool, SqsError> {
-        // What is surely ours, read before the counts: a receive answered in between only
-        // makes the queue's count larger (not drained yet), and messages in a delete request
-        // already count as gone.
+        // What is surely ours across the whole read of the counts. Read before them: a receive
+        // answered meanwhile only makes SQS's count larger (not drained yet). And less what
+        // left `held` meanwhile: a delete that goes out after this count and is done before
+        // SQS counts would be counted as ours and not by SQS, standing in for messages held
+        // elsewhere. What left before the count and is counted again here only counts less.
+        let forgotten = self.forgotten.load(Ordering::Acquire);
         // A lease must outlast the read of the counts by a margin, or it could run out and its
         // message be handed out again before SQS counts it.
         let counted_from = Instant::now() + LEASE_MARGIN;
         let held = self.held().values().filter(|&&until| until > counted_from).count() as u64;
-        let ours = held + self.released_still_invisible();
-        let (visible, in_flight) = self.queue.depth().await?;
+        let (waiting, in_flight) = self.queue.depth().await?;
+        let left_meanwhile = self.forgotten.load(Ordering::Acquire) - forgotten;
+        let ours = held.saturating_sub(left_meanwhile);
         // In flight and not ours: another consumer (or a crashed run) holds messages that may
         // come back; a receive under way holds some too. Either way, not drained yet.
-        tracing::debug!(visible, in_flight, ours, "queue depth");
-        Ok(visible == 0 && in_flight <= ours)
+        tracing::debug!(waiting, in_flight, ours, "queue depth");
+        Ok(waiting == 0 && in_flight <= ours)
     }
 
     fn lease(&self) -> Option<Duration> {
