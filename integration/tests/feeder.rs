@@ -913,24 +913,33 @@ fn lost_answers_to_deletes_then_receives_never_end_a_drain_early() {
     );
 }
 
+/// How many messages [`messages_and_a_dead_consumer`] puts on its queue.
+const MESSAGES_BESIDE_A_DEAD_CONSUMER: usize = 300;
+
+/// A fresh queue of 300 messages, 10 of which another consumer received (invisible for 8 s)
+/// and will never delete: a drain that ends before they come back loses them.
+fn messages_and_a_dead_consumer(tag: &str) -> (Emulator, Sqs) {
+    let emu = Emulator::start(Kind::Fauxqs);
+    let sqs = Sqs::new_queue(&emu.endpoint());
+    let bodies: Vec<String> = (0..MESSAGES_BESIDE_A_DEAD_CONSUMER)
+        .map(|i| format!(r#"{{"user_id": "{tag}-{i}", "ip": "10.6.{}.{}"}}"#, i / 256, i % 256))
+        .collect();
+    sqs.send_all(&bodies);
+    let mut elsewhere = Vec::new();
+    while elsewhere.len() < 10 {
+        elsewhere.extend(sqs.receive(8).into_iter().take(10 - elsewhere.len()));
+    }
+    (emu, sqs)
+}
+
 /// A message whose visibility ran out while the feeder held it comes back, and the feeder may
 /// receive it again under a new receipt: it must not count it twice as its own, or a drain ends
 /// while another consumer's messages are still to come back (seen after a SIGKILL).
 #[test]
 fn a_drain_never_counts_a_message_whose_lease_ran_out_as_its_own() {
     let _lock = key_lock();
-    let emu = Emulator::start(Kind::Fauxqs);
-    let sqs = Sqs::new_queue(&emu.endpoint());
-    let n = 300;
-    let bodies: Vec<String> = (0..n)
-        .map(|i| format!(r#"{{"user_id": "lease-{i}", "ip": "10.8.{}.{}"}}"#, i / 256, i % 256))
-        .collect();
-    sqs.send_all(&bodies);
-    // Another consumer holds 10 messages for 8 s, then dies.
-    let mut elsewhere = Vec::new();
-    while elsewhere.len() < 10 {
-        elsewhere.extend(sqs.receive(8).into_iter().take(10 - elsewhere.len()));
-    }
+    let (emu, sqs) = messages_and_a_dead_consumer("lease");
+    let n = MESSAGES_BESIDE_A_DEAD_CONSUMER;
     let db = TestDb::new("feeder");
     // The feeder's batches cannot commit for a while, and its keep-alives never reach SQS: the
     // leases of 1 s run out and the messages come back to its own receivers.
@@ -999,18 +1008,8 @@ fn an_sqs_answer_that_never_comes_does_not_hang_a_drain() {
 #[test]
 fn deletes_that_finish_during_a_read_of_the_counts_do_not_end_a_drain_early() {
     let _lock = key_lock();
-    let emu = Emulator::start(Kind::Fauxqs);
-    let sqs = Sqs::new_queue(&emu.endpoint());
-    let n = 300;
-    let bodies: Vec<String> = (0..n)
-        .map(|i| format!(r#"{{"user_id": "count-{i}", "ip": "10.7.{}.{}"}}"#, i / 256, i % 256))
-        .collect();
-    sqs.send_all(&bodies);
-    // Another consumer holds 10 messages for 8 s, then dies.
-    let mut elsewhere = Vec::new();
-    while elsewhere.len() < 10 {
-        elsewhere.extend(sqs.receive(8).into_iter().take(10 - elsewhere.len()));
-    }
+    let (emu, sqs) = messages_and_a_dead_consumer("count");
+    let n = MESSAGES_BESIDE_A_DEAD_CONSUMER;
     let db = TestDb::new("feeder");
     // Each read of the counts reaches SQS 1.5 s late, while the feeder's batches commit and
     // their deletes go through.
