@@ -289,6 +289,18 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_drain_whose_counts_are_refused_stops_with_the_error_instead_of_polling() {
+        let store = Arc::new(MemoryStore::default());
+        let source = Arc::new(MemorySource::new(rows(30), None, Arc::clone(&store.committed)));
+        source.counts_refused.store(true, std::sync::atomic::Ordering::Relaxed);
+        let outcome = tokio::time::timeout(Duration::from_secs(600), drain_from(&source, &store))
+            .await
+            .expect("the drain ends");
+        assert!(outcome.is_err(), "{outcome:?}");
+        assert_eq!(source.acked().len(), 30, "what was committed is acknowledged");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_drain_waits_for_messages_another_consumer_holds() {
         let store = Arc::new(MemoryStore::default());
         let source = Arc::new(MemorySource::new(rows(200), None, Arc::clone(&store.committed)));

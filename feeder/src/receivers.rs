@@ -133,6 +133,15 @@ impl<S: Source> Pool<S> {
             if !self.hand_over(&tx, messages).await {
                 break;
             }
+            // A receive that came back short: in a drain, time to ask whether all is done.
+            let drained = if self.drain && !full {
+                match self.source_drained().await {
+                    Some(drained) => drained,
+                    None => break,
+                }
+            } else {
+                false
+            };
             if full {
                 // Backlog: another receiver, while the loader keeps up (budget mostly free).
                 let max = self.source.max_receivers();
@@ -146,12 +155,7 @@ impl<S: Source> Pool<S> {
                 {
                     Self::spawn(&self, tx.clone());
                 }
-            } else if self.drain
-                && self.stop.unless_requested(self.source.drained()).await.is_some_and(|d| {
-                    // An error here is not the end of the queue: keep receiving.
-                    d.unwrap_or(false)
-                })
-            {
+            } else if drained {
                 // Nothing left anywhere: no receiver starts another receive.
                 self.drained.store(true, Ordering::Relaxed);
                 break;
@@ -176,6 +180,30 @@ impl<S: Source> Pool<S> {
         }
         let left = self.active.fetch_sub(1, Ordering::AcqRel) - 1;
         metrics::gauge!("feeder_receivers").set(left as f64);
+    }
+
+    /// Asks the source whether it is drained, retrying while SQS is unreachable (one line when
+    /// that starts, one when it ends). None: stop receiving (a signal, or an error that will
+    /// not go away, such as a refused permission, kept as the run's fatal error: swallowing it
+    /// would make a drain poll for ever without a word).
+    async fn source_drained(&self) -> Option<bool> {
+        let asked = Retry::new("SQS", &self.stop)
+            .note(" (reading the queue's counts)")
+            .shared_outage(&self.outage)
+            .on_shutdown(OnShutdown::Drop)
+            .run(
+                |_| self.source.drained(),
+                |e| if e.is_transient() { Next::Retry } else { Next::GiveUp },
+            )
+            .await;
+        match asked {
+            Ok(drained) => Some(drained),
+            Err(Failed::Stopped) => None,
+            Err(Failed::Error(e)) => {
+                self.fatal.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+                None
+            }
+        }
     }
 
     /// Passes messages to the batcher, waiting for budget. False when receiving must stop.

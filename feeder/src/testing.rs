@@ -16,11 +16,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[derive(Debug, thiserror::Error)]
 #[error("memory source failed")]
-pub struct MemSourceError;
+pub struct MemSourceError {
+    transient: bool,
+}
 
 impl SourceError for MemSourceError {
     fn is_transient(&self) -> bool {
-        true
+        self.transient
     }
 }
 
@@ -40,6 +42,8 @@ pub struct MemorySource {
     pub acked_before_commit: Mutex<Vec<String>>,
     pub kept_alive: AtomicU32,
     pub released: Mutex<Vec<String>>,
+    /// `drained` fails with an error that will not go away (as a refused permission would).
+    pub counts_refused: std::sync::atomic::AtomicBool,
 }
 
 impl MemorySource {
@@ -56,6 +60,7 @@ impl MemorySource {
             acked_before_commit: Mutex::new(Vec::new()),
             kept_alive: AtomicU32::new(0),
             released: Mutex::new(Vec::new()),
+            counts_refused: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -128,6 +133,9 @@ impl Source for MemorySource {
     }
 
     async fn drained(&self) -> Result<bool, MemSourceError> {
+        if self.counts_refused.load(Ordering::Relaxed) {
+            return Err(MemSourceError { transient: false });
+        }
         self.reveal();
         Ok(lock(&self.queue).is_empty() && lock(&self.hidden).is_empty())
     }
