@@ -107,6 +107,31 @@ struct Faults {
     delay_by: Duration,
 }
 
+/// What the proxy does with one chunk of a request.
+enum Verdict {
+    /// Cut the connection before the request reaches the emulator.
+    Refuse,
+    /// Swallow the request and keep the connection open: no answer ever comes.
+    Stall,
+    /// Pass it on, after `delay`; with `lose_response`, drop the answer and cut the connection.
+    Forward { lose_response: bool, delay: Option<Duration> },
+}
+
+impl Faults {
+    fn verdict(&self, chunk: &[u8]) -> Verdict {
+        if names_any(chunk, &self.refuse) {
+            Verdict::Refuse
+        } else if names_any(chunk, &self.stall) {
+            Verdict::Stall
+        } else {
+            Verdict::Forward {
+                lose_response: names_any(chunk, &self.lose_response),
+                delay: names_any(chunk, &self.delay).then_some(self.delay_by),
+            }
+        }
+    }
+}
+
 fn targets(actions: &[&str]) -> Vec<String> {
     actions.iter().map(|a| format!("AmazonSQS.{a}\r\n")).collect()
 }
@@ -219,37 +244,30 @@ fn pipe(
                         let _ = to.shutdown(std::net::Shutdown::Write);
                         return;
                     }
-                    Ok(n) => {
-                        if requests {
-                            let faults = faults.lock().expect("faults");
-                            if names_any(&buf[..n], &faults.refuse) {
-                                return cut(&from, &to);
-                            }
-                            if names_any(&buf[..n], &faults.stall) {
-                                drop(faults);
+                    Ok(n) if requests => {
+                        let verdict = faults.lock().expect("faults").verdict(&buf[..n]);
+                        match verdict {
+                            Verdict::Refuse => return cut(&from, &to),
+                            Verdict::Stall => {
                                 swallowed.store(true, Ordering::SeqCst);
-                                // Read and drop what the client sends until it hangs up.
-                                while enabled.load(Ordering::Relaxed) {
-                                    match from.read(&mut buf) {
-                                        Ok(0) => break,
-                                        Ok(_) => {}
-                                        Err(e) if idle(&e) => {}
-                                        Err(_) => break,
-                                    }
-                                }
+                                discard_until_closed(&mut from, &enabled);
                                 return cut(&from, &to);
                             }
-                            if names_any(&buf[..n], &faults.lose_response) {
-                                doomed.store(true, Ordering::SeqCst);
+                            Verdict::Forward { lose_response, delay } => {
+                                if lose_response {
+                                    doomed.store(true, Ordering::SeqCst);
+                                }
+                                if let Some(by) = delay {
+                                    std::thread::sleep(by);
+                                }
                             }
-                            if names_any(&buf[..n], &faults.delay) {
-                                let by = faults.delay_by;
-                                drop(faults);
-                                std::thread::sleep(by);
-                            }
-                        } else if doomed.load(Ordering::SeqCst) {
-                            return cut(&from, &to);
                         }
+                        if to.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) if doomed.load(Ordering::SeqCst) => return cut(&from, &to),
+                    Ok(n) => {
                         if to.write_all(&buf[..n]).is_err() {
                             return;
                         }
@@ -259,6 +277,19 @@ fn pipe(
                 }
             }
         });
+    }
+}
+
+/// Reads and drops what the client sends until it hangs up (or the proxy is disabled).
+fn discard_until_closed(from: &mut TcpStream, enabled: &AtomicBool) {
+    let mut buf = [0u8; 16 * 1024];
+    while enabled.load(Ordering::Relaxed) {
+        match from.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if idle(&e) => {}
+            Err(_) => return,
+        }
     }
 }
 

@@ -72,12 +72,17 @@ impl SqsSource {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The key of a receipt in `held`.
+    fn key(&self, receipt: &str) -> u64 {
+        self.receipts.hash_one(receipt)
+    }
+
     /// These messages no longer count as surely ours.
     fn forget<'a>(&self, receipts: impl IntoIterator<Item = &'a String>) {
         let mut held = self.held();
         let before = held.len();
         for receipt in receipts {
-            held.remove(&self.receipts.hash_one(receipt));
+            held.remove(&self.key(receipt));
         }
         self.forgotten.fetch_add((before - held.len()) as u64, Ordering::AcqRel);
     }
@@ -110,8 +115,7 @@ impl Source for SqsSource {
         self.busy.store(!got.is_empty(), Ordering::Relaxed);
         let now = Instant::now();
         let messages: Vec<_> = got.into_iter().filter_map(|m| to_message(m, now)).collect();
-        self.held()
-            .extend(messages.iter().map(|m| (self.receipts.hash_one(&m.ack), invisible_until)));
+        self.held().extend(messages.iter().map(|m| (self.key(&m.ack), invisible_until)));
         Ok(messages)
     }
 
@@ -152,13 +156,14 @@ impl Source for SqsSource {
             let invisible_until = Instant::now() + self.lease_duration();
             match self.queue.change_visibility(chunk, self.visibility).await {
                 Ok(failed) => {
+                    let now = Instant::now();
                     let mut held = self.held();
                     for receipt in chunk.iter().filter(|r| !failed.contains(r)) {
                         // Only a message still held: one in a delete request stays out, and
                         // one whose lease ran out may be held again under a new receipt
                         // (SQS may accept the old one: it would count twice).
-                        if let Some(until) = held.get_mut(&self.receipts.hash_one(receipt)) {
-                            if *until > Instant::now() {
+                        if let Some(until) = held.get_mut(&self.key(receipt)) {
+                            if *until > now {
                                 *until = invisible_until;
                             }
                         }
