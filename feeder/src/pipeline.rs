@@ -82,14 +82,22 @@ pub async fn run<S: Source, T: Store>(
         })
     };
     let drain = settings.mode == Mode::UntilEmpty;
-    let (pool, mut rx) =
-        Pool::start(Arc::clone(&source), settings.budget(), drain, stop, Arc::clone(&counters));
+    let (acknowledged, acks_seen) = tokio::sync::watch::channel(0);
+    let (pool, mut rx) = Pool::start(
+        Arc::clone(&source),
+        settings.budget(),
+        drain,
+        stop,
+        acks_seen,
+        Arc::clone(&counters),
+    );
     let mut settler = Settler {
         source: Arc::clone(&source),
         store,
         shutdown: shutdown.clone(),
         counters: Arc::clone(&counters),
         acks: JoinSet::new(),
+        acknowledged,
     };
     let mut fatal = None;
     loop {
@@ -298,6 +306,29 @@ mod tests {
             .expect("the drain ends");
         assert!(outcome.is_err(), "{outcome:?}");
         assert_eq!(source.acked().len(), 30, "what was committed is acknowledged");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_drain_ends_when_its_own_last_acknowledgement_does_not_a_poll_pause_later() {
+        // The source counts messages in flight until their acknowledgement is done, as SQS
+        // does: a receiver that finds the queue empty while the feeder's own deletes are under
+        // way must ask again when they end, not a whole pause later.
+        let store = Arc::new(MemoryStore::default());
+        let mut source = MemorySource::new(rows(95), None, Arc::clone(&store.committed));
+        source.receive_delay = Duration::from_millis(5);
+        source.idle_wait = Duration::ZERO;
+        source.ack_delay = Duration::from_millis(30);
+        let source = Arc::new(source);
+        assert_eq!(drain_from(&source, &store).await, Ok(Outcome::default()));
+        assert_eq!(source.acked().len(), 95);
+        let last_ack = source.last_ack_at.lock().expect("lock").expect("acknowledged");
+        // Virtual time: one more empty receive after the last acknowledgement, then the end.
+        let after = last_ack.elapsed();
+        assert!(
+            after <= source.receive_delay * 2,
+            "the drain ended {after:?} after its last acknowledgement (a poll pause is {:?})",
+            crate::receivers::DRAIN_POLL_PAUSE
+        );
     }
 
     #[tokio::test(start_paused = true)]

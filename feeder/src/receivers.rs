@@ -12,10 +12,11 @@ use crate::source::{Message, Source, SourceError};
 use crate::telemetry::{count, Counters};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
-/// Between receives that find a draining queue empty while it is not drained yet.
-const DRAIN_POLL_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
+/// Between receives that find a draining queue empty while it is not drained yet, unless one
+/// of the feeder's own acknowledgements ends first.
+pub(crate) const DRAIN_POLL_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// A received message with its share of the in-flight byte budget, released when it drops.
 pub struct Held<A> {
@@ -40,6 +41,8 @@ pub struct Pool<S: Source> {
     /// Receives are dropped: shutdown, or the pipeline has ended.
     stop: Shutdown,
     drain: bool,
+    /// How many acknowledgements have finished (see `drain_pause`).
+    acknowledged: watch::Receiver<u64>,
     counters: Arc<Counters>,
     fatal: std::sync::Mutex<Option<S::Error>>,
 }
@@ -52,6 +55,7 @@ impl<S: Source> Pool<S> {
         budget_bytes: usize,
         drain: bool,
         stop: Shutdown,
+        acknowledged: watch::Receiver<u64>,
         counters: Arc<Counters>,
     ) -> (Arc<Self>, mpsc::UnboundedReceiver<Held<S::Ack>>) {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -65,6 +69,7 @@ impl<S: Source> Pool<S> {
             outage: AtomicBool::new(false),
             stop,
             drain,
+            acknowledged,
             counters,
             fatal: std::sync::Mutex::new(None),
         });
@@ -134,6 +139,9 @@ impl<S: Source> Pool<S> {
                 break;
             }
             // A receive that came back short: in a drain, time to ask whether all is done.
+            // Acknowledgements that end from here on may change the answer.
+            let mut acks_seen = self.acknowledged.clone();
+            acks_seen.borrow_and_update();
             let drained = if self.drain && !full {
                 match self.source_drained().await {
                     Some(drained) => drained,
@@ -172,8 +180,7 @@ impl<S: Source> Pool<S> {
             } else if self.drain && empty {
                 // Draining, the queue looks empty but is not (another consumer holds messages,
                 // or the source's counts lag): poll again shortly, not in a tight loop.
-                let pause = tokio::time::sleep(DRAIN_POLL_PAUSE);
-                if self.stop.unless_requested(pause).await.is_none() {
+                if self.stop.unless_requested(drain_pause(&mut acks_seen)).await.is_none() {
                     break;
                 }
             }
@@ -227,5 +234,17 @@ impl<S: Source> Pool<S> {
             }
         }
         true
+    }
+}
+
+/// The pause before a draining receiver asks again. It ends early when one of the feeder's own
+/// acknowledgements finishes after `acks_seen` was marked: what kept the source from looking
+/// drained is most often the feeder's own deletes under way (SQS still counts them in flight),
+/// and the end of a drain should not wait a whole pause for them.
+async fn drain_pause(acks_seen: &mut watch::Receiver<u64>) {
+    tokio::select! {
+        _ = tokio::time::sleep(DRAIN_POLL_PAUSE) => {}
+        // Closed (the settler is gone): the pause alone.
+        Ok(()) = acks_seen.changed() => {}
     }
 }

@@ -20,6 +20,7 @@ use crate::telemetry::{count, Counters};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 /// Attempts at acknowledging a committed message before leaving it to redelivery.
@@ -42,6 +43,9 @@ pub struct Settler<S: Source, T: Store> {
     pub counters: Arc<Counters>,
     /// Acknowledgements in progress.
     pub acks: JoinSet<()>,
+    /// Counts the acknowledgements that have finished: a drain that found the source not
+    /// drained while some of its own were under way asks again as soon as one ends.
+    pub acknowledged: watch::Sender<u64>,
 }
 
 impl<S: Source, T: Store> Settler<S, T> {
@@ -163,8 +167,10 @@ impl<S: Source, T: Store> Settler<S, T> {
         let acks: Vec<S::Ack> = idx.iter().map(|&i| batch[i].ack.clone()).collect();
         let (source, shutdown, counters) =
             (Arc::clone(&self.source), self.shutdown.clone(), Arc::clone(&self.counters));
+        let acknowledged = self.acknowledged.clone();
         self.acks.spawn(async move {
             acknowledge(&*source, acks, &shutdown, &counters).await;
+            acknowledged.send_modify(|n| *n += 1);
         });
         // Reap finished acknowledgements so the set does not grow.
         while self.acks.try_join_next().is_some() {}

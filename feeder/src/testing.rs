@@ -44,6 +44,16 @@ pub struct MemorySource {
     pub released: Mutex<Vec<String>>,
     /// `drained` fails with an error that will not go away (as a refused permission would).
     pub counts_refused: std::sync::atomic::AtomicBool,
+    /// How long every receive takes (a round trip).
+    pub receive_delay: Duration,
+    /// How long an empty receive waits on top (a long poll; a drain's receives do not wait).
+    pub idle_wait: Duration,
+    /// How long an acknowledgement takes. Until it ends its messages still count as in flight
+    /// and the source does not look drained, as SQS counts a message until its delete is done.
+    pub ack_delay: Duration,
+    acks_under_way: AtomicU32,
+    /// When the last acknowledgement ended.
+    pub last_ack_at: Mutex<Option<tokio::time::Instant>>,
 }
 
 impl MemorySource {
@@ -61,6 +71,11 @@ impl MemorySource {
             kept_alive: AtomicU32::new(0),
             released: Mutex::new(Vec::new()),
             counts_refused: std::sync::atomic::AtomicBool::new(false),
+            receive_delay: Duration::ZERO,
+            idle_wait: Duration::from_secs(1),
+            ack_delay: Duration::ZERO,
+            acks_under_way: AtomicU32::new(0),
+            last_ack_at: Mutex::new(None),
         }
     }
 
@@ -90,6 +105,7 @@ impl Source for MemorySource {
     type Error = MemSourceError;
 
     async fn receive(&self, max: usize) -> Result<Vec<Message<u64>>, MemSourceError> {
+        tokio::time::sleep(self.receive_delay).await;
         self.reveal();
         let taken: Vec<Row> = {
             let mut q = lock(&self.queue);
@@ -98,7 +114,7 @@ impl Source for MemorySource {
         };
         if taken.is_empty() {
             // An idle long poll.
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            tokio::time::sleep(self.idle_wait).await;
         }
         Ok(taken
             .into_iter()
@@ -111,15 +127,21 @@ impl Source for MemorySource {
     }
 
     async fn acknowledge(&self, acks: Vec<u64>) -> Result<Vec<u64>, MemSourceError> {
-        let ids = lock(&self.ids);
-        let committed = lock(&self.committed);
-        for a in acks {
-            let id = ids[&a].clone();
-            if !committed.contains(&id) {
-                lock(&self.acked_before_commit).push(id.clone());
+        self.acks_under_way.fetch_add(1, Ordering::AcqRel);
+        tokio::time::sleep(self.ack_delay).await;
+        {
+            let ids = lock(&self.ids);
+            let committed = lock(&self.committed);
+            for a in acks {
+                let id = ids[&a].clone();
+                if !committed.contains(&id) {
+                    lock(&self.acked_before_commit).push(id.clone());
+                }
+                lock(&self.acked).push(id);
             }
-            lock(&self.acked).push(id);
         }
+        *lock(&self.last_ack_at) = Some(tokio::time::Instant::now());
+        self.acks_under_way.fetch_sub(1, Ordering::AcqRel);
         Ok(Vec::new())
     }
 
@@ -137,7 +159,9 @@ impl Source for MemorySource {
             return Err(MemSourceError { transient: false });
         }
         self.reveal();
-        Ok(lock(&self.queue).is_empty() && lock(&self.hidden).is_empty())
+        Ok(lock(&self.queue).is_empty()
+            && lock(&self.hidden).is_empty()
+            && self.acks_under_way.load(Ordering::Acquire) == 0)
     }
 
     fn lease(&self) -> Option<Duration> {
