@@ -90,15 +90,20 @@ drain_run() {
   cpu_note $(($(fauxqs_cpu) - e0)) $(($(machine_cpu) - m0)) "$s" > "$RUN_DIR/cpu_note"
   echo "$n $s $(sed -n 's/RSS_KB \([0-9]*\)/\1/p' "$RUN_DIR/feeder_time.txt")"
 }
-# Three interleaved rounds of the ceiling (16 tasks), the defaults and the tuned flags: this
-# machine's timings are noisy, so each figure is the median of its three runs.
+# Interleaved rounds of the ceiling (16 tasks), the defaults and the tuned flags. This machine's
+# timings are noisy (the emulator alone varies by half from one run to the next), so each round
+# compares runs made side by side: the ratio reported is the median of the rounds' own ratios,
+# with their range, and the rates are medians too.
+ROUNDS="${ROUNDS:-5}"
 median() { python3 -c "import statistics, sys; print(statistics.median(float(x) for x in sys.argv[1:]))" "$@"; }
-c_rates=() d_rates=() t_rates=() d_rss=0 t_rss=0
-for round in 1 2 3; do
+spread() { python3 -c "import statistics, sys; v = [float(x) for x in sys.argv[1:]]; print(f'{statistics.median(v):.2f} (rounds {min(v):.2f}-{max(v):.2f})')" "$@"; }
+c_rates=() d_rates=() t_rates=() d_ratios=() t_ratios=() d_rss=0 t_rss=0
+for round in $(seq "$ROUNDS"); do
   read -r n s < <(ceiling_run 16); c_rates+=("$(rate "$n" "$s")"); c_cpu=$(cat "$RUN_DIR/cpu_note")
   read -r n s rss < <(drain_run "defaults$round"); d_rates+=("$(rate "$n" "$s")"); d_rss=$((rss > d_rss ? rss : d_rss)); d_cpu=$(cat "$RUN_DIR/cpu_note")
   # "Tuned": twice the receivers and batches, the hand-tuning a user might try.
   read -r n s rss < <(drain_run "tuned$round" --batch-size 5000 --receivers 16); t_rates+=("$(rate "$n" "$s")"); t_rss=$((rss > t_rss ? rss : t_rss))
+  d_ratios+=("$(python3 -c "print(${d_rates[-1]} / ${c_rates[-1]})")"); t_ratios+=("$(python3 -c "print(${t_rates[-1]} / ${c_rates[-1]})")")
   echo "  round $round: ceiling ${c_rates[-1]}, defaults ${d_rates[-1]}, tuned ${t_rates[-1]} msg/s"
   echo "    ceiling: $c_cpu; defaults: $d_cpu"
 done
@@ -108,7 +113,7 @@ echo "feeder drain at its defaults (at most 8 receivers, batches of at most 2000
 echo "feeder drain tuned (16 receivers, batches of 5000), median: $feeder msg/s, peak RSS $((t_rss / 1024)) MiB"
 rows=$(psql_su -d $BENCH_DB -Atc "SELECT count(*) FROM user_logins")
 echo "feeder loaded $rows rows (last run)"
-python3 -c "print(f'defaults / ceiling = {$defaults / $ceiling:.2f}; tuned / ceiling = {$feeder / $ceiling:.2f}; defaults / baseline = {$defaults / $base:.1f}x')"
+echo "defaults / ceiling = $(spread "${d_ratios[@]}"); tuned / ceiling = $(spread "${t_ratios[@]}"); defaults / baseline = $(python3 -c "print(f'{$defaults / $base:.1f}')")x"
 
 # A drain of 100 messages: how long the process runs on after its last commit (the debug log
 # line of each commit carries a timestamp; the exit is taken right after the process returns).
