@@ -97,6 +97,8 @@ pub async fn run<S: Source, T: Store>(
         shutdown: shutdown.clone(),
         counters: Arc::clone(&counters),
         acks: JoinSet::new(),
+        ack_failed: None,
+        stop_receiving: stop_all.clone(),
         acknowledged,
     };
     let mut fatal = None;
@@ -106,6 +108,10 @@ pub async fn run<S: Source, T: Store>(
             Gathered::Stopped(b) => (b, true),
             Gathered::Closed => break,
         };
+        if settler.acks_refused() {
+            // What was received and not loaded stays in the queue for the next run.
+            break;
+        }
         if !batch.is_empty() {
             let messages: Vec<Message<S::Ack>> = batch.into_iter().map(|h| h.message).collect();
             match settler.settle(&messages).await {
@@ -128,7 +134,7 @@ pub async fn run<S: Source, T: Store>(
     if let Some(e) = fatal {
         return Err(PipelineError::Store(e));
     }
-    if let Some(e) = pool.take_fatal() {
+    if let Some(e) = settler.ack_failed.take().or_else(|| pool.take_fatal()) {
         return Err(PipelineError::Source(e));
     }
     let c = &counters;
@@ -329,6 +335,21 @@ mod tests {
             "the drain ended {after:?} after its last acknowledgement (a poll pause is {:?})",
             crate::receivers::DRAIN_POLL_PAUSE
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_acknowledgement_the_source_denies_stops_the_run_with_that_error() {
+        // Retrying a denied delete would load every message again as a duplicate, for ever.
+        let store = Arc::new(MemoryStore::default());
+        let source = Arc::new(MemorySource::new(rows(300), None, Arc::clone(&store.committed)));
+        source.acks_denied.store(true, Ordering::Relaxed);
+        let outcome = tokio::time::timeout(Duration::from_secs(600), drain_from(&source, &store))
+            .await
+            .expect("the run ends");
+        assert_eq!(outcome, Err("memory source failed".to_owned()));
+        assert!(source.acked().is_empty());
+        let committed = store.committed.lock().expect("lock").len();
+        assert!(committed < 300, "loading stopped at the first denied acknowledgement");
     }
 
     #[tokio::test(start_paused = true)]

@@ -13,8 +13,8 @@
 
 use crate::retry::{Failed, Limit, Next, OnShutdown, Retry};
 use crate::row::Row;
-use crate::shutdown::Shutdown;
-use crate::source::{Message, Source};
+use crate::shutdown::{Shutdown, Trigger};
+use crate::source::{Message, Source, SourceError};
 use crate::store::{Class, Loaded, Store, StoreError, UNCLASSIFIED_ATTEMPTS};
 use crate::telemetry::{count, Counters};
 use std::collections::HashMap;
@@ -41,8 +41,12 @@ pub struct Settler<S: Source, T: Store> {
     pub store: T,
     pub shutdown: Shutdown,
     pub counters: Arc<Counters>,
-    /// Acknowledgements in progress.
-    pub acks: JoinSet<()>,
+    /// Acknowledgements in progress; one that meets an error that will not go away returns it.
+    pub acks: JoinSet<Result<(), S::Error>>,
+    /// The first such error: the run stops with it.
+    pub ack_failed: Option<S::Error>,
+    /// Stops the receivers when an acknowledgement fails for good.
+    pub stop_receiving: Trigger,
     /// Counts the acknowledgements that have finished: a drain that found the source not
     /// drained while some of its own were under way asks again as soon as one ends.
     pub acknowledged: watch::Sender<u64>,
@@ -167,19 +171,43 @@ impl<S: Source, T: Store> Settler<S, T> {
         let acks: Vec<S::Ack> = idx.iter().map(|&i| batch[i].ack.clone()).collect();
         let (source, shutdown, counters) =
             (Arc::clone(&self.source), self.shutdown.clone(), Arc::clone(&self.counters));
-        let acknowledged = self.acknowledged.clone();
+        let (acknowledged, stop_receiving) =
+            (self.acknowledged.clone(), self.stop_receiving.clone());
         self.acks.spawn(async move {
-            acknowledge(&*source, acks, &shutdown, &counters).await;
+            let result = acknowledge(&*source, acks, &shutdown, &counters).await;
             acknowledged.send_modify(|n| *n += 1);
+            if result.is_err() {
+                stop_receiving.fire();
+            }
+            result
         });
         // Reap finished acknowledgements so the set does not grow.
-        while self.acks.try_join_next().is_some() {}
+        while let Some(done) = self.acks.try_join_next() {
+            self.reaped(done);
+        }
     }
 
     /// Waits for the acknowledgements in progress (each bounded by its attempts and by the
     /// grace after a signal).
     pub async fn finish_acks(&mut self) {
-        while self.acks.join_next().await.is_some() {}
+        while let Some(done) = self.acks.join_next().await {
+            self.reaped(done);
+        }
+    }
+
+    fn reaped(&mut self, done: Result<Result<(), S::Error>, tokio::task::JoinError>) {
+        if let Ok(Err(e)) = done {
+            self.ack_failed.get_or_insert(e);
+        }
+    }
+
+    /// An acknowledgement failed for good: load nothing more (it could not be acknowledged
+    /// either).
+    pub fn acks_refused(&mut self) -> bool {
+        while let Some(done) = self.acks.try_join_next() {
+            self.reaped(done);
+        }
+        self.ack_failed.is_some()
     }
 }
 
@@ -209,13 +237,15 @@ fn set(pending: &Mutex<Vec<bool>>, idx: &[usize], v: bool) {
 }
 
 /// Acknowledges committed messages, retrying the entries that failed; what still fails is
-/// left to redelivery (the database skips it then), with one line per batch.
+/// left to redelivery (the database skips it then), with one line per batch. An error that
+/// will not go away (SQS denies the delete) is returned: retrying it would only load every
+/// message again as a duplicate, for ever, so the run stops and says what to fix.
 async fn acknowledge<S: Source>(
     source: &S,
     acks: Vec<S::Ack>,
     shutdown: &Shutdown,
     counters: &Counters,
-) {
+) -> Result<(), S::Error> {
     let n = acks.len();
     let pending = Mutex::new(acks);
     let result = Retry::new("acknowledging", shutdown)
@@ -239,43 +269,55 @@ async fn acknowledge<S: Source>(
                         }
                         Err(e) => {
                             *pending.lock().unwrap_or_else(|p| p.into_inner()) = batch;
-                            Err(AckError::Source(e.to_string()))
+                            Err(AckError::Source(e))
                         }
                     }
                 }
             },
-            |_| Next::Retry,
+            |e| match e {
+                AckError::Source(e) if !e.is_transient() => Next::GiveUp,
+                _ => Next::Retry,
+            },
         )
         .await;
     match result {
-        Ok(done) => count!(counters, deleted, done),
+        Ok(done) => {
+            count!(counters, deleted, done);
+            Ok(())
+        }
         Err(stop) => {
             let left = pending.lock().unwrap_or_else(|p| p.into_inner()).len();
             count!(counters, delete_failures, left);
-            let why = match stop {
-                Failed::Error(AckError::Source(e)) => format!(" ({e})"),
-                _ => String::new(),
-            };
-            // One line per batch, not per request: an outage must not flood the log.
-            tracing::warn!(
-                "could not acknowledge {left} of {n} committed messages{why}; they will be \
-                 redelivered and skipped as duplicates"
-            );
+            match stop {
+                Failed::Error(AckError::Source(e)) if !e.is_transient() => Err(e),
+                stop => {
+                    let why = match stop {
+                        Failed::Error(AckError::Source(e)) => format!(" ({e})"),
+                        _ => String::new(),
+                    };
+                    // One line per batch, not per request: an outage must not flood the log.
+                    tracing::warn!(
+                        "could not acknowledge {left} of {n} committed messages{why}; they will \
+                         be redelivered and skipped as duplicates"
+                    );
+                    Ok(())
+                }
+            }
         }
     }
 }
 
 #[derive(Debug)]
-enum AckError {
+enum AckError<E> {
     Partial,
-    Source(String),
+    Source(E),
 }
 
-impl std::fmt::Display for AckError {
+impl<E: std::fmt::Display> std::fmt::Display for AckError<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             AckError::Partial => f.write_str("some entries failed"),
-            AckError::Source(e) => f.write_str(e),
+            AckError::Source(e) => e.fmt(f),
         }
     }
 }

@@ -33,6 +33,8 @@ pub enum SqsError {
     NoQueue { queue: String },
     #[error("SQS refused the credentials ({code}): set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (any value works for LocalStack) or grant the role access to the queue")]
     Credentials { code: String },
+    #[error("SQS denied sqs:{action} on the queue ({code}): grant that action to the feeder's role or user")]
+    Denied { action: &'static str, code: String },
     #[error("no AWS credentials found (environment, profile or instance role): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (any values work for LocalStack and the emulators) or AWS_PROFILE")]
     NoCredentials,
     #[error("SQS is busy ({code}); backing off")]
@@ -124,7 +126,9 @@ impl Queue {
         }
     }
 
-    fn classify<E>(&self, e: SdkError<E, HttpResponse>) -> SqsError
+    /// Sorts a failed request; `action` is the IAM action it needs (`DeleteMessage` for a
+    /// DeleteMessageBatch), named when SQS denies it.
+    fn classify<E>(&self, action: &'static str, e: SdkError<E, HttpResponse>) -> SqsError
     where
         E: Kinds + ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
@@ -137,6 +141,9 @@ impl Queue {
                     SqsError::NoQueue { queue: self.url.clone() }
                 } else if err.throttled() || status == 429 || status >= 500 {
                     SqsError::Busy { code }
+                } else if status == 403 && code.starts_with("AccessDenied") {
+                    // Signed and known, not allowed: a missing permission, not bad keys.
+                    SqsError::Denied { action, code }
                 } else if status == 403 {
                     SqsError::Credentials { code }
                 } else {
@@ -177,7 +184,7 @@ impl Queue {
             .queue_name(self.name())
             .send()
             .await
-            .map_err(|e| self.classify(e))?;
+            .map_err(|e| self.classify("GetQueueUrl", e))?;
         if let Some(url) = out.queue_url {
             self.url = url;
         }
@@ -196,7 +203,7 @@ impl Queue {
             .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
             .send()
             .await
-            .map_err(|e| self.classify(e))?;
+            .map_err(|e| self.classify("GetQueueAttributes", e))?;
         let attrs = out.attributes.unwrap_or_default();
         let get = |k: &QueueAttributeName| attrs.get(k).and_then(|v| v.parse().ok()).unwrap_or(0);
         Ok((
@@ -223,7 +230,7 @@ impl Queue {
             .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .send()
             .await
-            .map_err(|e| self.classify(e))?;
+            .map_err(|e| self.classify("ReceiveMessage", e))?;
         Ok(out.messages.unwrap_or_default())
     }
 
@@ -239,7 +246,7 @@ impl Queue {
             .set_entries(Some(entries))
             .send()
             .await
-            .map_err(|e| self.classify(e))?;
+            .map_err(|e| self.classify("DeleteMessage", e))?;
         Ok(failed_items(receipts, &out.failed))
     }
 
@@ -263,7 +270,7 @@ impl Queue {
             .set_entries(Some(entries))
             .send()
             .await
-            .map_err(|e| self.classify(e))?;
+            .map_err(|e| self.classify("ChangeMessageVisibility", e))?;
         Ok(failed_items(receipts, &out.failed))
     }
 
@@ -276,7 +283,7 @@ impl Queue {
             .queue_name(self.name())
             .send()
             .await
-            .map_err(|e| self.classify(e))?;
+            .map_err(|e| self.classify("CreateQueue", e))?;
         if let Some(url) = out.queue_url {
             self.url = url;
         }
@@ -297,7 +304,7 @@ impl Queue {
             .set_entries(Some(entries))
             .send()
             .await
-            .map_err(|e| self.classify(e))?;
+            .map_err(|e| self.classify("SendMessage", e))?;
         if let Some(f) = out.failed.iter().find(|f| f.sender_fault) {
             return Err(SqsError::Service {
                 code: f.code.clone(),

@@ -44,6 +44,8 @@ pub struct MemorySource {
     pub released: Mutex<Vec<String>>,
     /// `drained` fails with an error that will not go away (as a refused permission would).
     pub counts_refused: std::sync::atomic::AtomicBool,
+    /// Every acknowledgement fails with an error that will not go away (a denied delete).
+    pub acks_denied: std::sync::atomic::AtomicBool,
     /// How long every receive takes (a round trip).
     pub receive_delay: Duration,
     /// How long an empty receive waits on top (a long poll; a drain's receives do not wait).
@@ -71,6 +73,7 @@ impl MemorySource {
             kept_alive: AtomicU32::new(0),
             released: Mutex::new(Vec::new()),
             counts_refused: std::sync::atomic::AtomicBool::new(false),
+            acks_denied: std::sync::atomic::AtomicBool::new(false),
             receive_delay: Duration::ZERO,
             idle_wait: Duration::from_secs(1),
             ack_delay: Duration::ZERO,
@@ -127,6 +130,9 @@ impl Source for MemorySource {
     }
 
     async fn acknowledge(&self, acks: Vec<u64>) -> Result<Vec<u64>, MemSourceError> {
+        if self.acks_denied.load(Ordering::Relaxed) {
+            return Err(MemSourceError { transient: false });
+        }
         self.acks_under_way.fetch_add(1, Ordering::AcqRel);
         tokio::time::sleep(self.ack_delay).await;
         {

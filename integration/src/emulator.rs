@@ -89,7 +89,8 @@ impl Drop for Emulator {
 /// the connection is cut before the answer gets back, as when the network fails mid-request
 /// (the client cannot tell whether its request took effect), refuse chosen actions (the
 /// connection is cut before the request reaches the emulator), or stall them (the request is
-/// swallowed and the connection kept open: an answer that never comes), or delay them.
+/// swallowed and the connection kept open: an answer that never comes), delay them, or deny
+/// them (answered with SQS's 403 AccessDenied, as for a role without the permission).
 pub struct Proxy {
     pub port: u16,
     enabled: Arc<AtomicBool>,
@@ -102,6 +103,7 @@ pub struct Proxy {
 struct Faults {
     lose_response: Vec<String>,
     refuse: Vec<String>,
+    deny: Vec<String>,
     stall: Vec<String>,
     delay: Vec<String>,
     delay_by: Duration,
@@ -111,6 +113,8 @@ struct Faults {
 enum Verdict {
     /// Cut the connection before the request reaches the emulator.
     Refuse,
+    /// Answer it with a 403 AccessDenied, without the emulator.
+    Deny,
     /// Swallow the request and keep the connection open: no answer ever comes.
     Stall,
     /// Pass it on, after `delay`; with `lose_response`, drop the answer and cut the connection.
@@ -121,6 +125,8 @@ impl Faults {
     fn verdict(&self, chunk: &[u8]) -> Verdict {
         if names_any(chunk, &self.refuse) {
             Verdict::Refuse
+        } else if names_any(chunk, &self.deny) {
+            Verdict::Deny
         } else if names_any(chunk, &self.stall) {
             Verdict::Stall
         } else {
@@ -179,6 +185,12 @@ impl Proxy {
     /// ends that.
     pub fn refuse(&self, actions: &[&str]) {
         self.faults.lock().expect("faults").refuse = targets(actions);
+    }
+
+    /// From now on, requests for these SQS actions are answered as SQS answers a role that
+    /// lacks the permission (403, AccessDenied); an empty list ends that.
+    pub fn deny(&self, actions: &[&str]) {
+        self.faults.lock().expect("faults").deny = targets(actions);
     }
 
     /// From now on, requests for these SQS actions reach the emulator `by` late; an empty list
@@ -248,6 +260,12 @@ fn pipe(
                         let verdict = faults.lock().expect("faults").verdict(&buf[..n]);
                         match verdict {
                             Verdict::Refuse => return cut(&from, &to),
+                            Verdict::Deny => {
+                                let _ = from.write_all(ACCESS_DENIED.as_bytes());
+                                let _ = from.shutdown(std::net::Shutdown::Write);
+                                discard_until_closed(&mut from, &enabled);
+                                return cut(&from, &to);
+                            }
                             Verdict::Stall => {
                                 swallowed.store(true, Ordering::SeqCst);
                                 discard_until_closed(&mut from, &enabled);
@@ -279,6 +297,15 @@ fn pipe(
         });
     }
 }
+
+/// SQS's answer to a request the caller's policy does not allow (the JSON protocol, with the
+/// query-compatible error code the SDK reads).
+const ACCESS_DENIED: &str = "HTTP/1.1 403 Forbidden\r\n\
+    Content-Type: application/x-amz-json-1.0\r\n\
+    x-amzn-query-error: AccessDenied;Sender\r\n\
+    Connection: close\r\n\
+    Content-Length: 105\r\n\r\n\
+    {\"__type\":\"com.amazon.coral.service#AccessDeniedException\",\"message\":\"Access to the resource is denied.\"}";
 
 /// Reads and drops what the client sends until it hangs up (or the proxy is disabled).
 fn discard_until_closed(from: &mut TcpStream, enabled: &AtomicBool) {

@@ -1002,6 +1002,55 @@ fn an_sqs_answer_that_never_comes_does_not_hang_a_drain() {
     assert_eq!(sqs.depth(), (0, 0));
 }
 
+/// A role without sqs:DeleteMessage: the feeder stops with one line naming the permission
+/// instead of loading every message again as a duplicate for ever (each delete retried, then
+/// left to redelivery). Nothing is lost: what it loaded stays in the queue, and a run with the
+/// permission loads the rest and none twice.
+#[test]
+fn a_denied_delete_stops_the_feeder_with_the_permission_to_grant() {
+    let _lock = key_lock();
+    let emu = Emulator::start(Kind::Fauxqs);
+    let sqs = Sqs::new_queue(&emu.endpoint());
+    let n = 1_000;
+    let bodies: Vec<String> = (0..n)
+        .map(|i| format!(r#"{{"user_id": "denied-{i}", "ip": "10.8.{}.{}"}}"#, i / 256, i % 256))
+        .collect();
+    sqs.send_all(&bodies);
+    let db = TestDb::new("feeder");
+    let proxy = integration::emulator::Proxy::start(emu.port);
+    proxy.deny(&["DeleteMessageBatch"]);
+    let env = [("FEEDER_BATCH_SIZE", "50"), ("FEEDER_VISIBILITY_TIMEOUT", "2")];
+    let f = Feeder::spawn(&db.url, &proxy.endpoint(), &sqs.queue_url, &["drain"], &env);
+    let (status, log) = f.wait(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(1), "{log}");
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(errors.len(), 1, "one line\n{log}");
+    assert!(errors[0].contains("sqs:DeleteMessage"), "names the permission: {}", errors[0]);
+    let (loaded, _, duplicates) = totals(&db);
+    assert!(loaded > 0 && loaded < n as i64, "stopped after the first denied delete\n{log}");
+    assert_eq!(duplicates, 0);
+    // Nothing deleted: every message is still in the queue, waiting or held until its
+    // visibility runs out.
+    let (waiting, in_flight) = sqs.depth();
+    assert_eq!(waiting + in_flight, n as u64);
+    proxy.deny(&[]);
+    let f = Feeder::spawn(&db.url, &proxy.endpoint(), &sqs.queue_url, &["drain"], &env);
+    let (status, log) = f.wait(Duration::from_secs(120));
+    assert!(status.success(), "{log}");
+    assert_eq!(totals(&db), (n as i64, 0, 0), "the rest loaded, none twice\n{log}");
+    assert_eq!(sqs.depth(), (0, 0));
+    report::row(
+        "denied_delete",
+        "a denied delete",
+        "1,000 messages; every DeleteMessageBatch answered 403 AccessDenied, as for a role \
+         without sqs:DeleteMessage",
+        &format!(
+            "exit 1 after {loaded} rows, one line naming sqs:DeleteMessage, all 1,000 still in \
+             the queue; a run with the permission: 1,000 rows, 0 duplicate ids, queue empty"
+        ),
+    );
+}
+
 /// Messages deleted while the feeder reads the queue's counts were its own when it started the
 /// read and are gone from the counts when SQS answers: counting them as its own would let
 /// them stand in for another consumer's messages, and a drain end early.
