@@ -175,10 +175,11 @@ impl<S: Source, T: Store> Settler<S, T> {
             (self.acknowledged.clone(), self.stop_receiving.clone());
         self.acks.spawn(async move {
             let result = acknowledge(&*source, acks, &shutdown, &counters).await;
-            acknowledged.send_modify(|n| *n += 1);
+            // Stop first: a paused receiver woken by the count must find receiving stopped.
             if result.is_err() {
                 stop_receiving.fire();
             }
+            acknowledged.send_modify(|n| *n += 1);
             result
         });
         // Reap finished acknowledgements so the set does not grow.
@@ -238,7 +239,7 @@ fn set(pending: &Mutex<Vec<bool>>, idx: &[usize], v: bool) {
 
 /// Acknowledges committed messages, retrying the entries that failed; what still fails is
 /// left to redelivery (the database skips it then), with one line per batch. An error that
-/// will not go away (SQS denies the delete) is returned: retrying it would only load every
+/// needs a human (SQS denies the delete) is returned: retrying it would only load every
 /// message again as a duplicate, for ever, so the run stops and says what to fix.
 async fn acknowledge<S: Source>(
     source: &S,
@@ -275,7 +276,7 @@ async fn acknowledge<S: Source>(
                 }
             },
             |e| match e {
-                AckError::Source(e) if !e.is_transient() => Next::GiveUp,
+                AckError::Source(e) if e.needs_a_human() => Next::GiveUp,
                 _ => Next::Retry,
             },
         )
@@ -289,7 +290,7 @@ async fn acknowledge<S: Source>(
             let left = pending.lock().unwrap_or_else(|p| p.into_inner()).len();
             count!(counters, delete_failures, left);
             match stop {
-                Failed::Error(AckError::Source(e)) if !e.is_transient() => Err(e),
+                Failed::Error(AckError::Source(e)) if e.needs_a_human() => Err(e),
                 stop => {
                     let why = match stop {
                         Failed::Error(AckError::Source(e)) => format!(" ({e})"),

@@ -55,6 +55,16 @@ impl crate::source::SourceError for SqsError {
     fn is_transient(&self) -> bool {
         SqsError::is_transient(self)
     }
+
+    fn needs_a_human(&self) -> bool {
+        matches!(
+            self,
+            SqsError::Denied { .. }
+                | SqsError::Credentials { .. }
+                | SqsError::NoCredentials
+                | SqsError::NoQueue { .. }
+        )
+    }
 }
 
 /// The typed variants of each operation's error that the classification needs.
@@ -139,7 +149,8 @@ impl Queue {
                 let status = ctx.raw().status().as_u16();
                 if err.no_queue() {
                     SqsError::NoQueue { queue: self.url.clone() }
-                } else if err.throttled() || status == 429 || status >= 500 {
+                } else if err.throttled() || status == 429 || status >= 500 || passing_error(&code)
+                {
                     SqsError::Busy { code }
                 } else if status == 403 && code.starts_with("AccessDenied") {
                     // Signed and known, not allowed: a missing permission, not bad keys.
@@ -313,6 +324,13 @@ impl Queue {
         }
         Ok(failed_items(bodies, &out.failed))
     }
+}
+
+/// An error code that AWS services answer for throttling or a timed-out request, whatever the
+/// status (the SDK's own list, which its retries use: when they run out, these still pass).
+fn passing_error(code: &str) -> bool {
+    use aws_runtime::retries::classifiers::{THROTTLING_ERRORS, TRANSIENT_ERRORS};
+    THROTTLING_ERRORS.contains(&code) || TRANSIENT_ERRORS.contains(&code)
 }
 
 /// True when the chain holds the credential provider's "no credentials" error.

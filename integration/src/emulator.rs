@@ -89,8 +89,8 @@ impl Drop for Emulator {
 /// the connection is cut before the answer gets back, as when the network fails mid-request
 /// (the client cannot tell whether its request took effect), refuse chosen actions (the
 /// connection is cut before the request reaches the emulator), or stall them (the request is
-/// swallowed and the connection kept open: an answer that never comes), delay them, or deny
-/// them (answered with SQS's 403 AccessDenied, as for a role without the permission).
+/// swallowed and the connection kept open: an answer that never comes), delay them, or answer
+/// them itself: a 403 AccessDenied (a role without the permission) or a throttle.
 pub struct Proxy {
     pub port: u16,
     enabled: Arc<AtomicBool>,
@@ -103,7 +103,9 @@ pub struct Proxy {
 struct Faults {
     lose_response: Vec<String>,
     refuse: Vec<String>,
-    deny: Vec<String>,
+    /// Answered by the proxy itself, with this response.
+    answer: Vec<String>,
+    answer_with: &'static str,
     stall: Vec<String>,
     delay: Vec<String>,
     delay_by: Duration,
@@ -113,8 +115,8 @@ struct Faults {
 enum Verdict {
     /// Cut the connection before the request reaches the emulator.
     Refuse,
-    /// Answer it with a 403 AccessDenied, without the emulator.
-    Deny,
+    /// Answer it with a canned response, without the emulator.
+    Answer(&'static str),
     /// Swallow the request and keep the connection open: no answer ever comes.
     Stall,
     /// Pass it on, after `delay`; with `lose_response`, drop the answer and cut the connection.
@@ -125,8 +127,8 @@ impl Faults {
     fn verdict(&self, chunk: &[u8]) -> Verdict {
         if names_any(chunk, &self.refuse) {
             Verdict::Refuse
-        } else if names_any(chunk, &self.deny) {
-            Verdict::Deny
+        } else if names_any(chunk, &self.answer) {
+            Verdict::Answer(self.answer_with)
         } else if names_any(chunk, &self.stall) {
             Verdict::Stall
         } else {
@@ -190,7 +192,19 @@ impl Proxy {
     /// From now on, requests for these SQS actions are answered as SQS answers a role that
     /// lacks the permission (403, AccessDenied); an empty list ends that.
     pub fn deny(&self, actions: &[&str]) {
-        self.faults.lock().expect("faults").deny = targets(actions);
+        self.answer(actions, ACCESS_DENIED);
+    }
+
+    /// From now on, requests for these SQS actions are answered as an SQS that throttles the
+    /// caller (400, ThrottlingException); an empty list ends that.
+    pub fn throttle(&self, actions: &[&str]) {
+        self.answer(actions, THROTTLED);
+    }
+
+    fn answer(&self, actions: &[&str], response: &'static str) {
+        let mut faults = self.faults.lock().expect("faults");
+        faults.answer = targets(actions);
+        faults.answer_with = response;
     }
 
     /// From now on, requests for these SQS actions reach the emulator `by` late; an empty list
@@ -260,8 +274,8 @@ fn pipe(
                         let verdict = faults.lock().expect("faults").verdict(&buf[..n]);
                         match verdict {
                             Verdict::Refuse => return cut(&from, &to),
-                            Verdict::Deny => {
-                                let _ = from.write_all(ACCESS_DENIED.as_bytes());
+                            Verdict::Answer(response) => {
+                                let _ = from.write_all(response.as_bytes());
                                 let _ = from.shutdown(std::net::Shutdown::Write);
                                 discard_until_closed(&mut from, &enabled);
                                 return cut(&from, &to);
@@ -306,6 +320,14 @@ const ACCESS_DENIED: &str = "HTTP/1.1 403 Forbidden\r\n\
     Connection: close\r\n\
     Content-Length: 105\r\n\r\n\
     {\"__type\":\"com.amazon.coral.service#AccessDeniedException\",\"message\":\"Access to the resource is denied.\"}";
+
+/// SQS's answer when it throttles the caller.
+const THROTTLED: &str = "HTTP/1.1 400 Bad Request\r\n\
+    Content-Type: application/x-amz-json-1.0\r\n\
+    x-amzn-query-error: ThrottlingException;Sender\r\n\
+    Connection: close\r\n\
+    Content-Length: 76\r\n\r\n\
+    {\"__type\":\"com.amazonaws.sqs#ThrottlingException\",\"message\":\"Rate exceeded\"}";
 
 /// Reads and drops what the client sends until it hangs up (or the proxy is disabled).
 fn discard_until_closed(from: &mut TcpStream, enabled: &AtomicBool) {

@@ -1051,6 +1051,33 @@ fn a_denied_delete_stops_the_feeder_with_the_permission_to_grant() {
     );
 }
 
+/// SQS throttling the deletes (a 400 ThrottlingException, past the SDK's own retries) is not a
+/// reason to stop: what cannot be deleted now is left to redelivery and skipped as a duplicate,
+/// and the drain ends with every message loaded once.
+#[test]
+fn throttled_deletes_do_not_stop_a_drain() {
+    let _lock = key_lock();
+    let emu = Emulator::start(Kind::Fauxqs);
+    let sqs = Sqs::new_queue(&emu.endpoint());
+    let n = 300;
+    let bodies: Vec<String> = (0..n)
+        .map(|i| format!(r#"{{"user_id": "throttled-{i}", "ip": "10.7.{}.{}"}}"#, i / 256, i % 256))
+        .collect();
+    sqs.send_all(&bodies);
+    let db = TestDb::new("feeder");
+    let proxy = integration::emulator::Proxy::start(emu.port);
+    proxy.throttle(&["DeleteMessageBatch"]);
+    let env = [("FEEDER_BATCH_SIZE", "50"), ("FEEDER_VISIBILITY_TIMEOUT", "2")];
+    let f = Feeder::spawn(&db.url, &proxy.endpoint(), &sqs.queue_url, &["drain"], &env);
+    assert!(wait_until(Duration::from_secs(60), || totals(&db).0 >= 100), "{}", f.log_text());
+    std::thread::sleep(Duration::from_secs(3));
+    proxy.throttle(&[]);
+    let (status, log) = f.wait(Duration::from_secs(120));
+    assert!(status.success(), "{log}");
+    assert_eq!(totals(&db), (n as i64, 0, 0), "every message loaded once\n{log}");
+    assert_eq!(sqs.depth(), (0, 0), "queue ends empty");
+}
+
 /// Messages deleted while the feeder reads the queue's counts were its own when it started the
 /// read and are gone from the counts when SQS answers: counting them as its own would let
 /// them stand in for another consumer's messages, and a drain end early.

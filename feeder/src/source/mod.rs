@@ -35,6 +35,14 @@ pub struct Message<A> {
 /// A source's error: retry it, or stop and tell a human.
 pub trait SourceError: std::error::Error + Send + Sync + 'static {
     fn is_transient(&self) -> bool;
+
+    /// Known never to pass without a human (a denied permission, a missing queue): an
+    /// acknowledgement failing so stops the run. Narrower than "not transient": an
+    /// acknowledgement that fails for a reason not known is left to redelivery, which only
+    /// costs a duplicate.
+    fn needs_a_human(&self) -> bool {
+        !self.is_transient()
+    }
 }
 
 pub trait Source: Send + Sync + 'static {
