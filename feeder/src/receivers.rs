@@ -108,28 +108,9 @@ impl<S: Source> Pool<S> {
     async fn receive_loop(self: Arc<Self>, tx: mpsc::UnboundedSender<Held<S::Ack>>) {
         let max = self.source.max_per_receive();
         while !self.drained.load(Ordering::Relaxed) {
-            let got = Retry::new("SQS", &self.stop)
-                .note(" (receiving)")
-                .shared_outage(&self.outage)
-                .on_shutdown(OnShutdown::Drop)
-                .run(
-                    |_| self.source.receive(max),
-                    |e| {
-                        if e.is_transient() {
-                            Next::Retry
-                        } else {
-                            Next::GiveUp
-                        }
-                    },
-                )
-                .await;
-            let messages = match got {
-                Ok(m) => m,
-                Err(Failed::Stopped) => break,
-                Err(Failed::Error(e)) => {
-                    self.fatal.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
-                    break;
-                }
+            let Some(messages) = self.ask(" (receiving)", |_| self.source.receive(max)).await
+            else {
+                break;
             };
             let full = messages.len() >= max;
             let empty = messages.is_empty();
@@ -143,7 +124,7 @@ impl<S: Source> Pool<S> {
             let mut acks_seen = self.acknowledged.clone();
             acks_seen.borrow_and_update();
             let drained = if self.drain && !full {
-                match self.source_drained().await {
+                match self.ask(" (reading the queue's counts)", |_| self.source.drained()).await {
                     Some(drained) => drained,
                     None => break,
                 }
@@ -189,22 +170,22 @@ impl<S: Source> Pool<S> {
         metrics::gauge!("feeder_receivers").set(left as f64);
     }
 
-    /// Asks the source whether it is drained, retrying while SQS is unreachable (one line when
-    /// that starts, one when it ends). None: stop receiving (a signal, or an error that will
-    /// not go away, such as a refused permission, kept as the run's fatal error: swallowing it
-    /// would make a drain poll for ever without a word).
-    async fn source_drained(&self) -> Option<bool> {
+    /// One request to the source, retried while it is unreachable (one line when that starts,
+    /// one when it ends, `note` saying what was being done). None: stop receiving, at a signal
+    /// or on an error that will not go away (a refused permission), which is kept as the run's
+    /// fatal error: swallowing it would leave a receiver retrying for ever without a word.
+    async fn ask<T, Fut>(&self, note: &str, request: impl FnMut(u32) -> Fut) -> Option<T>
+    where
+        Fut: std::future::Future<Output = Result<T, S::Error>>,
+    {
         let asked = Retry::new("SQS", &self.stop)
-            .note(" (reading the queue's counts)")
+            .note(note)
             .shared_outage(&self.outage)
             .on_shutdown(OnShutdown::Drop)
-            .run(
-                |_| self.source.drained(),
-                |e| if e.is_transient() { Next::Retry } else { Next::GiveUp },
-            )
+            .run(request, |e| if e.is_transient() { Next::Retry } else { Next::GiveUp })
             .await;
         match asked {
-            Ok(drained) => Some(drained),
+            Ok(answer) => Some(answer),
             Err(Failed::Stopped) => None,
             Err(Failed::Error(e)) => {
                 self.fatal.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);

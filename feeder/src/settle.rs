@@ -182,7 +182,12 @@ impl<S: Source, T: Store> Settler<S, T> {
             acknowledged.send_modify(|n| *n += 1);
             result
         });
-        // Reap finished acknowledgements so the set does not grow.
+        self.reap_finished_acks();
+    }
+
+    /// Takes the finished acknowledgements out of the set (so it does not grow), keeping the
+    /// first that failed for good.
+    fn reap_finished_acks(&mut self) {
         while let Some(done) = self.acks.try_join_next() {
             self.reaped(done);
         }
@@ -205,9 +210,7 @@ impl<S: Source, T: Store> Settler<S, T> {
     /// An acknowledgement failed for good: load nothing more (it could not be acknowledged
     /// either).
     pub fn acks_refused(&mut self) -> bool {
-        while let Some(done) = self.acks.try_join_next() {
-            self.reaped(done);
-        }
+        self.reap_finished_acks();
         self.ack_failed.is_some()
     }
 }
@@ -289,21 +292,17 @@ async fn acknowledge<S: Source>(
         Err(stop) => {
             let left = pending.lock().unwrap_or_else(|p| p.into_inner()).len();
             count!(counters, delete_failures, left);
-            match stop {
-                Failed::Error(AckError::Source(e)) if e.needs_a_human() => Err(e),
-                stop => {
-                    let why = match stop {
-                        Failed::Error(AckError::Source(e)) => format!(" ({e})"),
-                        _ => String::new(),
-                    };
-                    // One line per batch, not per request: an outage must not flood the log.
-                    tracing::warn!(
-                        "could not acknowledge {left} of {n} committed messages{why}; they will \
-                         be redelivered and skipped as duplicates"
-                    );
-                    Ok(())
-                }
-            }
+            let why = match stop {
+                Failed::Error(AckError::Source(e)) if e.needs_a_human() => return Err(e),
+                Failed::Error(AckError::Source(e)) => format!(" ({e})"),
+                _ => String::new(),
+            };
+            // One line per batch, not per request: an outage must not flood the log.
+            tracing::warn!(
+                "could not acknowledge {left} of {n} committed messages{why}; they will be \
+                 redelivered and skipped as duplicates"
+            );
+            Ok(())
         }
     }
 }

@@ -105,7 +105,7 @@ struct Faults {
     refuse: Vec<String>,
     /// Answered by the proxy itself, with this response.
     answer: Vec<String>,
-    answer_with: &'static str,
+    answer_with: String,
     stall: Vec<String>,
     delay: Vec<String>,
     delay_by: Duration,
@@ -116,7 +116,7 @@ enum Verdict {
     /// Cut the connection before the request reaches the emulator.
     Refuse,
     /// Answer it with a canned response, without the emulator.
-    Answer(&'static str),
+    Answer(String),
     /// Swallow the request and keep the connection open: no answer ever comes.
     Stall,
     /// Pass it on, after `delay`; with `lose_response`, drop the answer and cut the connection.
@@ -128,7 +128,7 @@ impl Faults {
         if names_any(chunk, &self.refuse) {
             Verdict::Refuse
         } else if names_any(chunk, &self.answer) {
-            Verdict::Answer(self.answer_with)
+            Verdict::Answer(self.answer_with.clone())
         } else if names_any(chunk, &self.stall) {
             Verdict::Stall
         } else {
@@ -192,16 +192,24 @@ impl Proxy {
     /// From now on, requests for these SQS actions are answered as SQS answers a role that
     /// lacks the permission (403, AccessDenied); an empty list ends that.
     pub fn deny(&self, actions: &[&str]) {
-        self.answer(actions, ACCESS_DENIED);
+        let message = "Access to the resource is denied.";
+        let answer = sqs_error("403 Forbidden", "AccessDenied", "AccessDeniedException", message);
+        self.answer(actions, answer);
     }
 
     /// From now on, requests for these SQS actions are answered as an SQS that throttles the
     /// caller (400, ThrottlingException); an empty list ends that.
     pub fn throttle(&self, actions: &[&str]) {
-        self.answer(actions, THROTTLED);
+        let answer = sqs_error(
+            "400 Bad Request",
+            "ThrottlingException",
+            "ThrottlingException",
+            "Rate exceeded",
+        );
+        self.answer(actions, answer);
     }
 
-    fn answer(&self, actions: &[&str], response: &'static str) {
+    fn answer(&self, actions: &[&str], response: String) {
         let mut faults = self.faults.lock().expect("faults");
         faults.answer = targets(actions);
         faults.answer_with = response;
@@ -312,22 +320,17 @@ fn pipe(
     }
 }
 
-/// SQS's answer to a request the caller's policy does not allow (the JSON protocol, with the
-/// query-compatible error code the SDK reads).
-const ACCESS_DENIED: &str = "HTTP/1.1 403 Forbidden\r\n\
-    Content-Type: application/x-amz-json-1.0\r\n\
-    x-amzn-query-error: AccessDenied;Sender\r\n\
-    Connection: close\r\n\
-    Content-Length: 105\r\n\r\n\
-    {\"__type\":\"com.amazon.coral.service#AccessDeniedException\",\"message\":\"Access to the resource is denied.\"}";
-
-/// SQS's answer when it throttles the caller.
-const THROTTLED: &str = "HTTP/1.1 400 Bad Request\r\n\
-    Content-Type: application/x-amz-json-1.0\r\n\
-    x-amzn-query-error: ThrottlingException;Sender\r\n\
-    Connection: close\r\n\
-    Content-Length: 76\r\n\r\n\
-    {\"__type\":\"com.amazonaws.sqs#ThrottlingException\",\"message\":\"Rate exceeded\"}";
+/// An SQS error answer in the JSON protocol, with the query-compatible error code the SDK
+/// reads (`x-amzn-query-error`), the connection closed after it.
+fn sqs_error(status: &str, code: &str, type_name: &str, message: &str) -> String {
+    let body = format!(r#"{{"__type":"com.amazonaws.sqs#{type_name}","message":"{message}"}}"#);
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/x-amz-json-1.0\r\n\
+         x-amzn-query-error: {code};Sender\r\nConnection: close\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
 
 /// Reads and drops what the client sends until it hangs up (or the proxy is disabled).
 fn discard_until_closed(from: &mut TcpStream, enabled: &AtomicBool) {

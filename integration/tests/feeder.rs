@@ -916,15 +916,21 @@ fn lost_answers_to_deletes_then_receives_never_end_a_drain_early() {
 /// How many messages [`messages_and_a_dead_consumer`] puts on its queue.
 const MESSAGES_BESIDE_A_DEAD_CONSUMER: usize = 300;
 
-/// A fresh queue of 300 messages, 10 of which another consumer received (invisible for 8 s)
-/// and will never delete: a drain that ends before they come back loses them.
-fn messages_and_a_dead_consumer(tag: &str) -> (Emulator, Sqs) {
+/// A fresh fauxqs queue holding `n` small valid messages, user ids `<tag>-<i>`.
+fn queued_messages(tag: &str, n: usize) -> (Emulator, Sqs) {
     let emu = Emulator::start(Kind::Fauxqs);
     let sqs = Sqs::new_queue(&emu.endpoint());
-    let bodies: Vec<String> = (0..MESSAGES_BESIDE_A_DEAD_CONSUMER)
+    let bodies: Vec<String> = (0..n)
         .map(|i| format!(r#"{{"user_id": "{tag}-{i}", "ip": "10.6.{}.{}"}}"#, i / 256, i % 256))
         .collect();
     sqs.send_all(&bodies);
+    (emu, sqs)
+}
+
+/// A fresh queue of 300 messages, 10 of which another consumer received (invisible for 8 s)
+/// and will never delete: a drain that ends before they come back loses them.
+fn messages_and_a_dead_consumer(tag: &str) -> (Emulator, Sqs) {
+    let (emu, sqs) = queued_messages(tag, MESSAGES_BESIDE_A_DEAD_CONSUMER);
     let mut elsewhere = Vec::new();
     while elsewhere.len() < 10 {
         elsewhere.extend(sqs.receive(8).into_iter().take(10 - elsewhere.len()));
@@ -1009,13 +1015,8 @@ fn an_sqs_answer_that_never_comes_does_not_hang_a_drain() {
 #[test]
 fn a_denied_delete_stops_the_feeder_with_the_permission_to_grant() {
     let _lock = key_lock();
-    let emu = Emulator::start(Kind::Fauxqs);
-    let sqs = Sqs::new_queue(&emu.endpoint());
     let n = 1_000;
-    let bodies: Vec<String> = (0..n)
-        .map(|i| format!(r#"{{"user_id": "denied-{i}", "ip": "10.8.{}.{}"}}"#, i / 256, i % 256))
-        .collect();
-    sqs.send_all(&bodies);
+    let (emu, sqs) = queued_messages("denied", n);
     let db = TestDb::new("feeder");
     let proxy = integration::emulator::Proxy::start(emu.port);
     proxy.deny(&["DeleteMessageBatch"]);
@@ -1057,13 +1058,8 @@ fn a_denied_delete_stops_the_feeder_with_the_permission_to_grant() {
 #[test]
 fn throttled_deletes_do_not_stop_a_drain() {
     let _lock = key_lock();
-    let emu = Emulator::start(Kind::Fauxqs);
-    let sqs = Sqs::new_queue(&emu.endpoint());
     let n = 300;
-    let bodies: Vec<String> = (0..n)
-        .map(|i| format!(r#"{{"user_id": "throttled-{i}", "ip": "10.7.{}.{}"}}"#, i / 256, i % 256))
-        .collect();
-    sqs.send_all(&bodies);
+    let (emu, sqs) = queued_messages("throttled", n);
     let db = TestDb::new("feeder");
     let proxy = integration::emulator::Proxy::start(emu.port);
     proxy.throttle(&["DeleteMessageBatch"]);
