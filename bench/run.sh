@@ -50,18 +50,31 @@ rate() { python3 -c "import sys; n, s = float(sys.argv[1]), float(sys.argv[2]); 
 cargo build --release -q -p integration --bin sqs_ceiling
 # CPU accounting, to show what bounds the feeder here: the emulator (one Node process), the
 # client and PostgreSQL share the machine's cores. Jiffies (1/100 s) of the emulator, and of
-# the whole machine (user+nice+system+irq+softirq from /proc/stat).
+# the whole machine (user+nice+system+irq+softirq from /proc/stat); the client's from time(1).
 fauxqs_cpu() { awk '{print $14 + $15}' "/proc/$fauxqs_pid/stat"; }
 machine_cpu() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
-cpu_note() {  # EMULATOR_JIFFIES MACHINE_JIFFIES SECONDS: "emulator X s CPU, machine Y of N cores"
-  python3 -c "import sys; e, m, s, n = map(float, sys.argv[1:]); print(f'emulator {e / 100:.2f} s CPU, machine busy {m / 100 / s:.1f} of {n:.0f} cores')" "$@" "$(nproc)"
+# EMULATOR_JIFFIES MACHINE_JIFFIES SECONDS CLIENT_CPU_SECONDS: writes the CPU note (seconds of
+# CPU by the emulator, the client, and PostgreSQL with everything else) to $RUN_DIR/cpu_note
+# and the emulator's and the machine's CPU seconds to $RUN_DIR/cpu_emulator and cpu_total.
+cpu_note() {
+  python3 - "$@" "$(nproc)" "$RUN_DIR/cpu_total" "$RUN_DIR/cpu_emulator" > "$RUN_DIR/cpu_note" <<'PY'
+import sys
+e, m, s, c, n = (float(x) for x in sys.argv[1:6])
+e, m = e / 100, m / 100
+open(sys.argv[6], "w").write(f"{m}")
+open(sys.argv[7], "w").write(f"{e}")
+print(f"CPU s: emulator {e:.2f} + client {c:.2f} + PostgreSQL and the rest {max(m - e - c, 0):.2f}"
+      f" = {m:.2f}, {m / s:.1f} of {n:.0f} cores busy")
+PY
 }
+client_cpu() { awk '{print $1 + $2}' "$RUN_DIR/client_time.txt"; }
 ceiling_run() {  # TASKS: prints "<messages> <seconds>"; the CPU note goes to $RUN_DIR/cpu_note
   seed "ceiling$RANDOM" > "$RUN_DIR/ceiling_queue"
   local e0 m0 out
   e0=$(fauxqs_cpu); m0=$(machine_cpu)
-  out=$(./target/release/sqs_ceiling "$AWS_ENDPOINT_URL" "$(basename "$(cat "$RUN_DIR/ceiling_queue")")" "$1")
-  cpu_note $(($(fauxqs_cpu) - e0)) $(($(machine_cpu) - m0)) "$(echo "$out" | cut -d' ' -f2)" > "$RUN_DIR/cpu_note"
+  out=$(/usr/bin/time -o "$RUN_DIR/client_time.txt" -f '%U %S' \
+        ./target/release/sqs_ceiling "$AWS_ENDPOINT_URL" "$(basename "$(cat "$RUN_DIR/ceiling_queue")")" "$1")
+  cpu_note $(($(fauxqs_cpu) - e0)) $(($(machine_cpu) - m0)) "$(echo "$out" | cut -d' ' -f2)" "$(client_cpu)"
   echo "$out"
 }
 for tasks in 8 16 32; do
@@ -83,12 +96,12 @@ drain_run() {
   q=$(seed "$1"); shift
   local e0 m0
   e0=$(fauxqs_cpu); m0=$(machine_cpu)
-  out=$(/usr/bin/time -o "$RUN_DIR/feeder_time.txt" -f 'RSS_KB %M' env DATABASE_URL="$BENCH_URL" SQS_QUEUE_URL="$q" \
+  out=$(/usr/bin/time -o "$RUN_DIR/client_time.txt" -f '%U %S %M' env DATABASE_URL="$BENCH_URL" SQS_QUEUE_URL="$q" \
         FEEDER_WAIT_SECONDS=1 ./target/release/feeder drain "$@" 2>/dev/null)
   n=$(echo "$out" | sed -n 's/.*received \([0-9]*\),.*/\1/p')
   s=$(echo "$out" | sed -n 's/.*, \([0-9.]*\) s, .*/\1/p')
-  cpu_note $(($(fauxqs_cpu) - e0)) $(($(machine_cpu) - m0)) "$s" > "$RUN_DIR/cpu_note"
-  echo "$n $s $(sed -n 's/RSS_KB \([0-9]*\)/\1/p' "$RUN_DIR/feeder_time.txt")"
+  cpu_note $(($(fauxqs_cpu) - e0)) $(($(machine_cpu) - m0)) "$s" "$(client_cpu)"
+  echo "$n $s $(awk '{print $3}' "$RUN_DIR/client_time.txt")"
 }
 # Interleaved rounds of the ceiling (16 tasks), the defaults and the tuned flags. This machine's
 # timings are noisy (the emulator alone varies by half from one run to the next), so each round
@@ -97,15 +110,19 @@ drain_run() {
 ROUNDS="${ROUNDS:-5}"
 median() { python3 -c "import statistics, sys; print(statistics.median(float(x) for x in sys.argv[1:]))" "$@"; }
 spread() { python3 -c "import statistics, sys; v = [float(x) for x in sys.argv[1:]]; print(f'{statistics.median(v):.2f} (rounds {min(v):.2f}-{max(v):.2f})')" "$@"; }
-c_rates=() d_rates=() t_rates=() d_ratios=() t_ratios=() d_rss=0 t_rss=0
+c_rates=() d_rates=() t_rates=() d_ratios=() t_ratios=() e_ratios=() d_rss=0 t_rss=0
 for round in $(seq "$ROUNDS"); do
-  read -r n s < <(ceiling_run 16); c_rates+=("$(rate "$n" "$s")"); c_cpu=$(cat "$RUN_DIR/cpu_note")
+  read -r n s < <(ceiling_run 16); c_rates+=("$(rate "$n" "$s")"); c_cpu=$(cat "$RUN_DIR/cpu_note"); c_emu=$(cat "$RUN_DIR/cpu_emulator")
   read -r n s rss < <(drain_run "defaults$round"); d_rates+=("$(rate "$n" "$s")"); d_rss=$((rss > d_rss ? rss : d_rss)); d_cpu=$(cat "$RUN_DIR/cpu_note")
+  # The emulator (one Node thread) is busy through both runs: the CPU it spends per message on
+  # each consumer bounds that consumer's rate, so this ratio caps defaults / ceiling.
+  e_ratios+=("$(python3 -c "print($c_emu / $(cat "$RUN_DIR/cpu_emulator"))")")
   # "Tuned": twice the receivers and batches, the hand-tuning a user might try.
   read -r n s rss < <(drain_run "tuned$round" --batch-size 5000 --receivers 16); t_rates+=("$(rate "$n" "$s")"); t_rss=$((rss > t_rss ? rss : t_rss))
   d_ratios+=("$(python3 -c "print(${d_rates[-1]} / ${c_rates[-1]})")"); t_ratios+=("$(python3 -c "print(${t_rates[-1]} / ${c_rates[-1]})")")
   echo "  round $round: ceiling ${c_rates[-1]}, defaults ${d_rates[-1]}, tuned ${t_rates[-1]} msg/s"
-  echo "    ceiling: $c_cpu; defaults: $d_cpu"
+  echo "    ceiling $c_cpu"
+  echo "    defaults $d_cpu"
 done
 ceiling=$(median "${c_rates[@]}"); defaults=$(median "${d_rates[@]}"); feeder=$(median "${t_rates[@]}")
 echo "emulator ceiling (16 Rust tasks, receive+delete, no DB), median: $ceiling msg/s"
@@ -113,6 +130,7 @@ echo "feeder drain at its defaults (at most 8 receivers, batches of at most 2000
 echo "feeder drain tuned (16 receivers, batches of 5000), median: $feeder msg/s, peak RSS $((t_rss / 1024)) MiB"
 rows=$(psql_su -d $BENCH_DB -Atc "SELECT count(*) FROM user_logins")
 echo "feeder loaded $rows rows (last run)"
+echo "emulator CPU for the same $N_MESSAGES messages, ceiling / defaults = $(spread "${e_ratios[@]}") (what caps defaults / ceiling)"
 echo "defaults / ceiling = $(spread "${d_ratios[@]}"); tuned / ceiling = $(spread "${t_ratios[@]}"); defaults / baseline = $(python3 -c "print(f'{$defaults / $base:.1f}')")x"
 
 # A drain of 100 messages: how long the process runs on after its last commit (the debug log
