@@ -13,7 +13,7 @@
 
 use crate::exit::Outcome;
 use crate::receivers::{Held, Pool};
-use crate::settle::{Settler, Stop};
+use crate::settle::{OwnAcks, Settler, Stop};
 use crate::shutdown::Shutdown;
 use crate::source::{Message, Source};
 use crate::store::Store;
@@ -82,13 +82,13 @@ pub async fn run<S: Source, T: Store>(
         })
     };
     let drain = settings.mode == Mode::UntilEmpty;
-    let (acknowledged, acks_seen) = tokio::sync::watch::channel(0);
+    let (own_acks, own_acks_seen) = tokio::sync::watch::channel(OwnAcks::default());
     let (pool, mut rx) = Pool::start(
         Arc::clone(&source),
         settings.budget(),
         drain,
         stop,
-        acks_seen,
+        own_acks_seen,
         Arc::clone(&counters),
     );
     let mut settler = Settler {
@@ -99,7 +99,7 @@ pub async fn run<S: Source, T: Store>(
         acks: JoinSet::new(),
         ack_failed: None,
         stop_receiving: stop_all.clone(),
-        acknowledged,
+        own_acks,
     };
     let mut fatal = None;
     loop {
@@ -334,6 +334,30 @@ mod tests {
             after <= source.receive_delay * 2,
             "the drain ended {after:?} after its last acknowledgement (a poll pause is {:?})",
             crate::receivers::DRAIN_POLL_PAUSE
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_drain_asks_again_once_its_own_acknowledgements_have_all_ended_not_after_each() {
+        // Batches of 25 commit every few milliseconds and each acknowledgement takes 30 ms, so
+        // several are under way when the queue runs dry, with several receivers. Each receiver
+        // read the queue's counts before retiring, and the last one again after each
+        // acknowledgement that ended: 7 reads (and receives) where 2 can end the drain, one
+        // when the queue runs dry and one once the feeder's own deletes have all ended.
+        let store = Arc::new(MemoryStore::default());
+        let mut source = MemorySource::new(rows(200), None, Arc::clone(&store.committed));
+        source.receive_delay = Duration::from_millis(1);
+        source.idle_wait = Duration::ZERO;
+        source.ack_delay = Duration::from_millis(30);
+        let source = Arc::new(source);
+        assert_eq!(drain_from(&source, &store).await, Ok(Outcome::default()));
+        assert_eq!(source.acked().len(), 200);
+        let reads = source.counts_read.load(Ordering::Relaxed);
+        assert_eq!(reads, 2, "the queue's counts were read {reads} times");
+        let after = source.last_ack_at.lock().expect("lock").expect("acknowledged").elapsed();
+        assert!(
+            after <= source.receive_delay * 2,
+            "ended {after:?} after the last acknowledgement"
         );
     }
 

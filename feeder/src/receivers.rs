@@ -7,6 +7,7 @@
 //! what it cannot hand over (at shutdown) stays held and is redelivered by the source.
 
 use crate::retry::{Failed, Next, OnShutdown, Retry};
+use crate::settle::OwnAcks;
 use crate::shutdown::Shutdown;
 use crate::source::{Message, Source, SourceError};
 use crate::telemetry::{count, Counters};
@@ -41,8 +42,8 @@ pub struct Pool<S: Source> {
     /// Receives are dropped: shutdown, or the pipeline has ended.
     stop: Shutdown,
     drain: bool,
-    /// How many acknowledgements have finished (see `drain_pause`).
-    acknowledged: watch::Receiver<u64>,
+    /// The settler's acknowledgements (see `drain_pause`).
+    own_acks: watch::Receiver<OwnAcks>,
     counters: Arc<Counters>,
     fatal: std::sync::Mutex<Option<S::Error>>,
 }
@@ -55,7 +56,7 @@ impl<S: Source> Pool<S> {
         budget_bytes: usize,
         drain: bool,
         stop: Shutdown,
-        acknowledged: watch::Receiver<u64>,
+        own_acks: watch::Receiver<OwnAcks>,
         counters: Arc<Counters>,
     ) -> (Arc<Self>, mpsc::UnboundedReceiver<Held<S::Ack>>) {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -69,7 +70,7 @@ impl<S: Source> Pool<S> {
             outage: AtomicBool::new(false),
             stop,
             drain,
-            acknowledged,
+            own_acks,
             counters,
             fatal: std::sync::Mutex::new(None),
         });
@@ -119,18 +120,6 @@ impl<S: Source> Pool<S> {
             if !self.hand_over(&tx, messages).await {
                 break;
             }
-            // A receive that came back short: in a drain, time to ask whether all is done.
-            // Acknowledgements that end from here on may change the answer.
-            let mut acks_seen = self.acknowledged.clone();
-            acks_seen.borrow_and_update();
-            let drained = if self.drain && !full {
-                match self.ask(" (reading the queue's counts)", |_| self.source.drained()).await {
-                    Some(drained) => drained,
-                    None => break,
-                }
-            } else {
-                false
-            };
             if full {
                 // Backlog: another receiver, while the loader keeps up (budget mostly free).
                 let max = self.source.max_receivers();
@@ -144,26 +133,43 @@ impl<S: Source> Pool<S> {
                 {
                     Self::spawn(&self, tx.clone());
                 }
-            } else if drained {
-                // Nothing left anywhere: no receiver starts another receive.
-                self.drained.store(true, Ordering::Relaxed);
-                break;
-            } else if self
+                continue;
+            }
+            // Short: one receiver is enough to notice the next arrivals. Retiring is one atomic
+            // step, so two idle receivers cannot both leave the last place empty (which would
+            // close the channel and end a drain early).
+            if self
                 .active
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n > 1).then(|| n - 1))
                 .is_ok()
             {
-                // Idle: one receiver is enough to notice the next arrivals. Retiring is one
-                // atomic step, so two idle receivers cannot both leave the last place empty
-                // (which would close the channel and end a drain early).
                 metrics::gauge!("feeder_receivers").set(self.active() as f64);
                 return;
-            } else if self.drain && empty {
-                // Draining, the queue looks empty but is not (another consumer holds messages,
-                // or the source's counts lag): poll again shortly, not in a tight loop.
-                if self.stop.unless_requested(drain_pause(&mut acks_seen)).await.is_none() {
+            }
+            if !self.drain {
+                continue;
+            }
+            // The last receiver of a drain, after a short receive: is all done? (Only the last
+            // asks: the others leave without a request.) Acknowledgements that end from here
+            // on may change the answer.
+            let acks_finished_before = self.own_acks.borrow().finished;
+            match self.ask(" (reading the queue's counts)", |_| self.source.drained()).await {
+                None => break,
+                Some(true) => {
+                    // Nothing left anywhere: no receiver starts another receive.
+                    self.drained.store(true, Ordering::Relaxed);
                     break;
                 }
+                Some(false) if empty => {
+                    // The queue looks empty but is not (the feeder's own deletes under way,
+                    // another consumer holds messages, or the counts lag): poll again shortly,
+                    // not in a tight loop.
+                    let pause = drain_pause(self.own_acks.clone(), acks_finished_before);
+                    if self.stop.unless_requested(pause).await.is_none() {
+                        break;
+                    }
+                }
+                Some(false) => {}
             }
         }
         let left = self.active.fetch_sub(1, Ordering::AcqRel) - 1;
@@ -218,14 +224,15 @@ impl<S: Source> Pool<S> {
     }
 }
 
-/// The pause before a draining receiver asks again. It ends early when one of the feeder's own
-/// acknowledgements finishes after `acks_seen` was marked: what kept the source from looking
-/// drained is most often the feeder's own deletes under way (SQS still counts them in flight),
-/// and the end of a drain should not wait a whole pause for them.
-async fn drain_pause(acks_seen: &mut watch::Receiver<u64>) {
+/// The pause before a draining receiver asks again. What kept the source from looking drained
+/// is most often the feeder's own deletes under way (SQS still counts them in flight): the
+/// pause ends as soon as every one of them has ended, if one ended since the source was asked
+/// (`finished_before`), so a drain neither waits a whole pause for them nor asks again after
+/// each of them.
+async fn drain_pause(mut own_acks: watch::Receiver<OwnAcks>, finished_before: u64) {
     tokio::select! {
         _ = tokio::time::sleep(DRAIN_POLL_PAUSE) => {}
         // Closed (the settler is gone): the pause alone.
-        Ok(()) = acks_seen.changed() => {}
+        Ok(_) = own_acks.wait_for(|a| a.under_way == 0 && a.finished > finished_before) => {}
     }
 }

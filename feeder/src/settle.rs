@@ -47,9 +47,16 @@ pub struct Settler<S: Source, T: Store> {
     pub ack_failed: Option<S::Error>,
     /// Stops the receivers when an acknowledgement fails for good.
     pub stop_receiving: Trigger,
-    /// Counts the acknowledgements that have finished: a drain that found the source not
-    /// drained while some of its own were under way asks again as soon as one ends.
-    pub acknowledged: watch::Sender<u64>,
+    /// The feeder's own acknowledgements under way and finished: a drain that found the
+    /// source not drained while some were under way asks again once they have all ended.
+    pub own_acks: watch::Sender<OwnAcks>,
+}
+
+/// The settler's acknowledgements, as a draining receiver reads them (see `drain_pause`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OwnAcks {
+    pub under_way: usize,
+    pub finished: u64,
 }
 
 impl<S: Source, T: Store> Settler<S, T> {
@@ -171,15 +178,18 @@ impl<S: Source, T: Store> Settler<S, T> {
         let acks: Vec<S::Ack> = idx.iter().map(|&i| batch[i].ack.clone()).collect();
         let (source, shutdown, counters) =
             (Arc::clone(&self.source), self.shutdown.clone(), Arc::clone(&self.counters));
-        let (acknowledged, stop_receiving) =
-            (self.acknowledged.clone(), self.stop_receiving.clone());
+        let (own_acks, stop_receiving) = (self.own_acks.clone(), self.stop_receiving.clone());
+        own_acks.send_modify(|a| a.under_way += 1);
         self.acks.spawn(async move {
             let result = acknowledge(&*source, acks, &shutdown, &counters).await;
             // Stop first: a paused receiver woken by the count must find receiving stopped.
             if result.is_err() {
                 stop_receiving.fire();
             }
-            acknowledged.send_modify(|n| *n += 1);
+            own_acks.send_modify(|a| {
+                a.under_way -= 1;
+                a.finished += 1;
+            });
             result
         });
         self.reap_finished_acks();

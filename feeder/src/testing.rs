@@ -54,6 +54,8 @@ pub struct MemorySource {
     /// and the source does not look drained, as SQS counts a message until its delete is done.
     pub ack_delay: Duration,
     acks_under_way: AtomicU32,
+    /// How many times `drained` was asked.
+    pub counts_read: AtomicU32,
     /// When the last acknowledgement ended.
     pub last_ack_at: Mutex<Option<tokio::time::Instant>>,
 }
@@ -78,6 +80,7 @@ impl MemorySource {
             idle_wait: Duration::from_secs(1),
             ack_delay: Duration::ZERO,
             acks_under_way: AtomicU32::new(0),
+            counts_read: AtomicU32::new(0),
             last_ack_at: Mutex::new(None),
         }
     }
@@ -161,6 +164,7 @@ impl Source for MemorySource {
     }
 
     async fn drained(&self) -> Result<bool, MemSourceError> {
+        self.counts_read.fetch_add(1, Ordering::Relaxed);
         if self.counts_refused.load(Ordering::Relaxed) {
             return Err(MemSourceError { transient: false });
         }
