@@ -280,6 +280,17 @@ pub fn verification_failure(e: &tokio_postgres::Error) -> Option<String> {
     None
 }
 
+/// tokio-postgres's words when the server answers a TLS request with "no" (`ssl = off`) and
+/// sslmode requires TLS. The error has no type of its own, so these words are matched here and
+/// nowhere else; the TLS integration test checks them against a real server with `ssl = off`.
+const SERVER_WITHOUT_TLS: &str = "server does not support TLS";
+
+/// The server does not offer TLS and sslmode requires it: waiting will not change that.
+pub fn refused_by_server(e: &tokio_postgres::Error) -> bool {
+    e.code().is_none()
+        && std::error::Error::source(e).is_some_and(|s| s.to_string() == SERVER_WITHOUT_TLS)
+}
+
 fn describe(c: &CertificateError) -> String {
     use CertificateError::*;
     let what = match c {

@@ -225,6 +225,26 @@ impl TlsCluster {
         ));
     }
 
+    /// Turns TLS off (`ssl = off`, password logins over plain TCP) and reloads; returns once
+    /// new sessions see it.
+    pub fn turn_tls_off(&self) {
+        let hba = "local all postgres peer\nhost all all 127.0.0.1/32 scram-sha-256\n";
+        let mut write = as_postgres("sh");
+        write.arg("-c").arg(format!(
+            "cat > '{}/pg_hba.conf' <<'EOF'\n{hba}EOF\n",
+            self.dir.join("data").display()
+        ));
+        run(write, "pg_hba.conf");
+        self.psql("ALTER SYSTEM SET ssl = off; SELECT pg_reload_conf();");
+        for _ in 0..50 {
+            if self.psql("SHOW ssl") == "off" {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("ssl is still on after the reload");
+    }
+
     /// A URL for `host` (`localhost` matches the certificate, `127.0.0.1` does not).
     pub fn url(&self, user: &str, host: &str, params: &str) -> String {
         format!("postgres://{user}:postgres@{host}:{}/postgres?{params}", self.port)

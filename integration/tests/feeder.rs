@@ -851,6 +851,16 @@ fn tls_modes_against_a_hostssl_only_cluster() {
     let (code, log, _) = run(&bare, &[]);
     assert_eq!(code, Some(0), "prefer, v1 certificate: {log}");
     assert!(log.contains("duplicates 100"), "{log}");
+
+    // A server without TLS: `require` fails at once with what to change (it waited out the
+    // start-up timeout, retrying, before); the default `prefer` goes on without TLS.
+    cluster.turn_tls_off();
+    let (code, log, took) = run(&cluster.url("postgres", "localhost", "sslmode=require"), &[]);
+    assert_eq!(code, Some(1), "{log}");
+    assert!(one_error(&log).contains("server does not offer it"), "{log}");
+    assert!(took < Duration::from_secs(20), "failed at start, not after the timeout: {took:?}");
+    let (code, log, _) = run(&bare, &[]);
+    assert_eq!(code, Some(0), "prefer, no TLS: {log}");
     let _ = std::fs::remove_file(&file);
 }
 
