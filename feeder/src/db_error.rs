@@ -8,7 +8,7 @@
 //!   queue for the operator rather than become rejects), 58 system;
 //! - fatal: 0A feature not supported (pg_mask in a database that is not UTF8), 28
 //!   credentials, 3D no database, 42 schema or privilege; a TLS certificate the feeder cannot
-//!   trust, or no TLS from a server that sslmode requires it of;
+//!   trust;
 //! - permanent for the rows: 22 data, 23 integrity, 44 check option, 54 program limit, 57014
 //!   statement timeout, P0001 a trigger's RAISE;
 //! - anything else: unclassified, retried a few times, then isolated like a permanent one.
@@ -18,7 +18,7 @@ use tokio_postgres::error::DbError;
 
 pub fn class_of(e: &tokio_postgres::Error) -> Class {
     let Some(code) = e.code() else {
-        if crate::tls::verification_failure(e).is_some() || crate::tls::refused_by_server(e) {
+        if crate::tls::verification_failure(e).is_some() {
             return Class::Fatal;
         }
         return Class::Transient;
@@ -111,8 +111,9 @@ pub fn explain(e: &tokio_postgres::Error) -> String {
         return cause;
     }
     if crate::tls::refused_by_server(e) {
-        return "TLS: the server does not offer it and sslmode requires it: turn ssl on in the \
-                server or set sslmode=prefer"
+        return "TLS: the server did not take up the TLS that sslmode requires (ssl = off on the \
+                server, a Unix socket, or a server that could not start a session); the feeder \
+                does not connect without it"
             .to_owned();
     }
     // The I/O cause, instead of tokio-postgres's bare "error connecting to server".

@@ -280,12 +280,14 @@ pub fn verification_failure(e: &tokio_postgres::Error) -> Option<String> {
     None
 }
 
-/// tokio-postgres's words when the server answers a TLS request with "no" (`ssl = off`) and
-/// sslmode requires TLS. The error has no type of its own, so these words are matched here and
+/// tokio-postgres's words when sslmode requires TLS and the server's answer to the TLS request
+/// is anything but yes. The error has no type of its own, so these words are matched here and
 /// nowhere else; the TLS integration test checks them against a real server with `ssl = off`.
 const SERVER_WITHOUT_TLS: &str = "server does not support TLS";
 
-/// The server does not offer TLS and sslmode requires it: waiting will not change that.
+/// The server did not take up TLS that sslmode requires. Named in the log line only, and still
+/// retried: tokio-postgres gives the same error when the server answers with an error instead
+/// (PostgreSQL does when it cannot start a backend), and a "no" can come from the network path.
 pub fn refused_by_server(e: &tokio_postgres::Error) -> bool {
     e.code().is_none()
         && std::error::Error::source(e).is_some_and(|s| s.to_string() == SERVER_WITHOUT_TLS)
