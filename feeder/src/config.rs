@@ -104,7 +104,7 @@ pub struct SqsOptions {
 pub struct RunOptions {
     /// Most concurrent SQS receivers (each a long-polling ReceiveMessage loop). The feeder runs
     /// between 1 and this many: one more while receives come back full and the database keeps
-    /// up, one fewer when a receive comes back empty.
+    /// up, one fewer when a receive comes back short (fewer than 10).
     #[arg(long, env = "FEEDER_RECEIVERS", global = true, default_value_t = DEFAULT_RECEIVERS,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=256))]
     pub receivers: usize,

@@ -35,9 +35,9 @@ pub struct Pool<S: Source> {
     arrivals_paused: AtomicBool,
     /// An outage of the source is being reported (one line for all receivers).
     outage: AtomicBool,
-    /// The source said it is drained (drain mode): no new receive starts, but those in
-    /// progress finish and hand over what they got (the last messages of a queue may be in
-    /// one of them: dropping it would leave them invisible until their visibility timeout).
+    /// The source said it is drained (drain mode): no new receive starts. Only the last
+    /// receiver asks, so none is in progress then; were one, it would finish and hand over
+    /// what it got (dropping it would leave messages invisible until their visibility timeout).
     drained: AtomicBool,
     /// Receives are dropped: shutdown, or the pipeline has ended.
     stop: Shutdown,

@@ -59,6 +59,26 @@ pub struct OwnAcks {
     pub finished: u64,
 }
 
+/// One acknowledgement counted under way until it is dropped, however its task ends (done,
+/// panicked or aborted): a count left above zero would make every later drain pause run out.
+struct AckUnderWay(watch::Sender<OwnAcks>);
+
+impl AckUnderWay {
+    fn start(own_acks: &watch::Sender<OwnAcks>) -> Self {
+        own_acks.send_modify(|a| a.under_way += 1);
+        AckUnderWay(own_acks.clone())
+    }
+}
+
+impl Drop for AckUnderWay {
+    fn drop(&mut self) {
+        self.0.send_modify(|a| {
+            a.under_way = a.under_way.saturating_sub(1);
+            a.finished += 1;
+        });
+    }
+}
+
 impl<S: Source, T: Store> Settler<S, T> {
     /// Settles `batch`: every message ends committed (and its acknowledgement under way) or
     /// released, unless this returns an error.
@@ -178,18 +198,15 @@ impl<S: Source, T: Store> Settler<S, T> {
         let acks: Vec<S::Ack> = idx.iter().map(|&i| batch[i].ack.clone()).collect();
         let (source, shutdown, counters) =
             (Arc::clone(&self.source), self.shutdown.clone(), Arc::clone(&self.counters));
-        let (own_acks, stop_receiving) = (self.own_acks.clone(), self.stop_receiving.clone());
-        own_acks.send_modify(|a| a.under_way += 1);
+        let stop_receiving = self.stop_receiving.clone();
+        let under_way = AckUnderWay::start(&self.own_acks);
         self.acks.spawn(async move {
             let result = acknowledge(&*source, acks, &shutdown, &counters).await;
             // Stop first: a paused receiver woken by the count must find receiving stopped.
             if result.is_err() {
                 stop_receiving.fire();
             }
-            own_acks.send_modify(|a| {
-                a.under_way -= 1;
-                a.finished += 1;
-            });
+            drop(under_way);
             result
         });
         self.reap_finished_acks();
@@ -212,8 +229,15 @@ impl<S: Source, T: Store> Settler<S, T> {
     }
 
     fn reaped(&mut self, done: Result<Result<(), S::Error>, tokio::task::JoinError>) {
-        if let Ok(Err(e)) = done {
-            self.ack_failed.get_or_insert(e);
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                self.ack_failed.get_or_insert(e);
+            }
+            Err(e) if e.is_panic() => {
+                tracing::error!("an acknowledgement panicked; its messages will be redelivered");
+            }
+            Err(_) => {}
         }
     }
 
@@ -276,7 +300,8 @@ async fn acknowledge<S: Source>(
                     match source.acknowledge(batch.clone()).await {
                         Ok(failed) if failed.is_empty() => Ok(tried),
                         Ok(failed) => {
-                            let done = tried - failed.len();
+                            // saturating: a response may list an entry twice.
+                            let done = tried.saturating_sub(failed.len());
                             count!(counters, deleted, done);
                             *pending.lock().unwrap_or_else(|p| p.into_inner()) = failed;
                             Err(AckError::Partial)
@@ -367,5 +392,39 @@ async fn keep_alive<S: Source>(
             }
         }
         next = tokio::time::Instant::now() + every;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_acknowledgement_counts_as_ended_however_its_task_ends() {
+        let (own_acks, seen) = watch::channel(OwnAcks::default());
+        let done = tokio::spawn({
+            let under_way = AckUnderWay::start(&own_acks);
+            async move { drop(under_way) }
+        });
+        let aborted = tokio::spawn({
+            let under_way = AckUnderWay::start(&own_acks);
+            async move {
+                let _under_way = under_way;
+                std::future::pending::<()>().await
+            }
+        });
+        let panicked = tokio::spawn({
+            let under_way = AckUnderWay::start(&own_acks);
+            async move {
+                let _under_way = under_way;
+                panic!("an acknowledgement that panics")
+            }
+        });
+        assert_eq!(seen.borrow().under_way, 3);
+        aborted.abort();
+        let ends = [done.await.is_ok(), aborted.await.is_err(), panicked.await.is_err()];
+        assert_eq!(ends, [true, true, true]);
+        let now = *seen.borrow();
+        assert_eq!((now.under_way, now.finished), (0, 3));
     }
 }
