@@ -314,22 +314,28 @@ mod tests {
         assert_eq!(source.acked().len(), 30, "what was committed is acknowledged");
     }
 
+    /// Drains `n` messages whose receives take `receive` and whose acknowledgements take 30 ms
+    /// (SQS counts a message in flight until its delete is done); checks all were acknowledged.
+    async fn drain_with_slow_acknowledgements(n: usize, receive: Duration) -> Arc<MemorySource> {
+        let store = Arc::new(MemoryStore::default());
+        let mut source = MemorySource::new(rows(n), None, Arc::clone(&store.committed));
+        source.receive_delay = receive;
+        source.idle_wait = Duration::ZERO;
+        source.ack_delay = Duration::from_millis(30);
+        let source = Arc::new(source);
+        assert_eq!(drain_from(&source, &store).await, Ok(Outcome::default()));
+        assert_eq!(source.acked().len(), n);
+        source
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_drain_ends_when_its_own_last_acknowledgement_does_not_a_poll_pause_later() {
         // The source counts messages in flight until their acknowledgement is done, as SQS
         // does: a receiver that finds the queue empty while the feeder's own deletes are under
         // way must ask again when they end, not a whole pause later.
-        let store = Arc::new(MemoryStore::default());
-        let mut source = MemorySource::new(rows(95), None, Arc::clone(&store.committed));
-        source.receive_delay = Duration::from_millis(5);
-        source.idle_wait = Duration::ZERO;
-        source.ack_delay = Duration::from_millis(30);
-        let source = Arc::new(source);
-        assert_eq!(drain_from(&source, &store).await, Ok(Outcome::default()));
-        assert_eq!(source.acked().len(), 95);
-        let last_ack = source.last_ack_at.lock().expect("lock").expect("acknowledged");
+        let source = drain_with_slow_acknowledgements(95, Duration::from_millis(5)).await;
         // Virtual time: one more empty receive after the last acknowledgement, then the end.
-        let after = last_ack.elapsed();
+        let after = source.last_ack_at.lock().expect("lock").expect("acknowledged").elapsed();
         assert!(
             after <= source.receive_delay * 2,
             "the drain ended {after:?} after its last acknowledgement (a poll pause is {:?})",
@@ -344,14 +350,7 @@ mod tests {
         // read the queue's counts before retiring, and the last one again after each
         // acknowledgement that ended: 7 reads (and receives) where 2 can end the drain, one
         // when the queue runs dry and one once the feeder's own deletes have all ended.
-        let store = Arc::new(MemoryStore::default());
-        let mut source = MemorySource::new(rows(200), None, Arc::clone(&store.committed));
-        source.receive_delay = Duration::from_millis(1);
-        source.idle_wait = Duration::ZERO;
-        source.ack_delay = Duration::from_millis(30);
-        let source = Arc::new(source);
-        assert_eq!(drain_from(&source, &store).await, Ok(Outcome::default()));
-        assert_eq!(source.acked().len(), 200);
+        let source = drain_with_slow_acknowledgements(200, Duration::from_millis(1)).await;
         let reads = source.counts_read.load(Ordering::Relaxed);
         assert_eq!(reads, 2, "the queue's counts were read {reads} times");
         let after = source.last_ack_at.lock().expect("lock").expect("acknowledged").elapsed();
